@@ -1,0 +1,171 @@
+//! Canonical flow keys, direction, and the symmetric hash that sends both directions to one worker.
+
+use crate::decode::Segment;
+use std::net::IpAddr;
+
+/// The canonical 5-tuple of a TCP connection (protocol implied): the lower endpoint first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// The lower (address, port) endpoint.
+    pub low: (IpAddr, u16),
+    /// The higher (address, port) endpoint.
+    pub high: (IpAddr, u16),
+}
+
+/// Which canonical endpoint sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Sent by `FlowKey::low`.
+    Low,
+    /// Sent by `FlowKey::high`.
+    High,
+}
+
+/// A packet's direction relative to the connection's originator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the originator (the SYN sender) to the responder.
+    Orig,
+    /// From the responder to the originator.
+    Resp,
+}
+
+impl Direction {
+    /// `orig` or `resp`, as written in the `events.direction` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Orig => "orig",
+            Direction::Resp => "resp",
+        }
+    }
+    /// The other direction.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::Orig => Direction::Resp,
+            Direction::Resp => Direction::Orig,
+        }
+    }
+    /// 0 for orig, 1 for resp: an index into per-direction arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl FlowKey {
+    /// The canonical key of a segment, and which side sent it.
+    #[inline]
+    pub fn of(seg: &Segment) -> (FlowKey, Side) {
+        let a = (seg.src_ip, seg.src_port);
+        let b = (seg.dst_ip, seg.dst_port);
+        if a <= b {
+            (FlowKey { low: a, high: b }, Side::Low)
+        } else {
+            (FlowKey { low: b, high: a }, Side::High)
+        }
+    }
+
+    /// A hash of the canonical key: the same for both directions, the same on every run and
+    /// every machine (it decides the worker, and seeds `flow_id`).
+    #[inline]
+    pub fn symmetric_hash(&self) -> u64 {
+        let mut h = StableHasher::default();
+        h.write_endpoint(self.low);
+        h.write_endpoint(self.high);
+        h.finish()
+    }
+}
+
+/// A small, fixed-seed, non-cryptographic hasher (multiply-xorshift) whose result never changes
+/// between runs or releases, unlike `std`'s `DefaultHasher`.
+#[derive(Default)]
+pub struct StableHasher {
+    state: u64,
+}
+
+impl StableHasher {
+    /// Mixes in one 64-bit word.
+    #[inline]
+    pub fn write_u64(&mut self, word: u64) {
+        self.state = mix(self.state ^ word.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+    /// Mixes in an address and a port.
+    #[inline]
+    pub fn write_endpoint(&mut self, (ip, port): (IpAddr, u16)) {
+        match ip {
+            IpAddr::V4(v4) => self.write_u64(u32::from(v4) as u64 | (4 << 48)),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                self.write_u64(bits as u64);
+                self.write_u64((bits >> 64) as u64);
+            }
+        }
+        self.write_u64(port as u64);
+    }
+    /// The hash.
+    #[inline]
+    pub fn finish(&self) -> u64 {
+        mix(self.state)
+    }
+}
+
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    // splitmix64 finaliser
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The worker that owns a flow, from its symmetric hash.
+#[inline]
+pub fn worker_for(key: &FlowKey, workers: usize) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        // Lemire's fast range reduction: uniform and cheaper than `%`.
+        ((key.symmetric_hash() as u128 * workers as u128) >> 64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, LinkType, TcpFlags};
+    use crate::testing::PacketBuilder;
+    use crate::time::Timestamp;
+
+    fn seg(src: &str, dst: &str) -> Segment {
+        let f = PacketBuilder::new(src, dst).flags(TcpFlags::SYN).ethernet();
+        decode(LinkType::Ethernet, &f, Timestamp(0), 1, 0).unwrap()
+    }
+
+    #[test]
+    fn both_directions_share_key_and_worker() {
+        for (a, b) in [("198.18.0.1:1000", "198.18.0.2:80"), ("[fd00:198:18::9]:443", "[fd00:198:18::1]:5")] {
+            let (k1, s1) = FlowKey::of(&seg(a, b));
+            let (k2, s2) = FlowKey::of(&seg(b, a));
+            assert_eq!(k1, k2);
+            assert_ne!(s1, s2);
+            assert_eq!(k1.symmetric_hash(), k2.symmetric_hash());
+            for w in 1..9 {
+                assert_eq!(worker_for(&k1, w), worker_for(&k2, w));
+                assert!(worker_for(&k1, w) < w);
+            }
+        }
+    }
+
+    #[test]
+    fn hash_spreads_ports_across_workers() {
+        let mut counts = [0usize; 4];
+        for port in 1000..5000u16 {
+            let (k, _) = FlowKey::of(&seg(&format!("198.18.0.1:{port}"), "198.18.0.2:80"));
+            counts[worker_for(&k, 4)] += 1;
+        }
+        for c in counts {
+            assert!((800..1200).contains(&c), "{counts:?}");
+        }
+    }
+}

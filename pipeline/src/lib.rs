@@ -1,0 +1,22 @@
+//! tcpscope: TCP troubleshooting at line rate.
+//!
+//! ```text
+//!  pcap / pcapng file ─► reader: decode once, symmetric flow hash ─► bounded batch queues
+//!      ─► workers (flow table ─► sans-IO TCP engine ─► plugins) ─► sink (Parquet, atomic rename)
+//! ```
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod decode;
+pub mod dispatch;
+pub mod error;
+pub mod flow;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod stats;
+pub mod tcp;
+pub mod testing;
+pub mod time;
+pub mod worker;

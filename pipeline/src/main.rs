@@ -1,0 +1,5 @@
+//! The `tcpscope` binary.
+
+fn main() -> std::process::ExitCode {
+    tcpscope::cli::main()
+}

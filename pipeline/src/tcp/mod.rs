@@ -1,0 +1,268 @@
+//! The sans-IO TCP analysis engine: a bounded table of connections driven by segments and packet time.
+//!
+//! [`Engine::handle_segment`] takes one decoded segment; [`Engine::advance_time`] moves packet time
+//! forward on a quiet link; [`Engine::finish`] flushes every open flow. Output (events and finished
+//! flow rows) accumulates in an [`EngineOutput`] that the caller drains. No clocks, no I/O.
+
+pub mod analysis;
+mod connection;
+pub mod diagnostics;
+pub mod events;
+pub mod seq;
+pub mod summary;
+
+pub use connection::Connection;
+pub use events::{Event, EventKind, Severity};
+pub use summary::{CloseReason, DirectionMetrics, FlowRecord, RttStats};
+
+use crate::decode::Segment;
+use crate::flow::FlowKey;
+use crate::time::Timestamp;
+use analysis::AnalysisLimits;
+use diagnostics::DiagnosticsConfig;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// Engine settings; every duration is packet time in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// A flow with no packet for this long is closed (`close_reason = idle_timeout`). Zeek: 5 min.
+    pub idle_timeout_ns: u64,
+    /// After both FINs or an RST, late packets still join the flow for this long (Zeek: 5 s).
+    pub close_linger_ns: u64,
+    /// Bound on concurrent flows in this engine; the longest-idle flow is evicted beyond it.
+    pub max_flows: usize,
+    /// Bounds of the per-packet analysis.
+    pub analysis: AnalysisLimits,
+    /// Thresholds of the connection diagnostics.
+    pub diagnostics: DiagnosticsConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            idle_timeout_ns: 300 * crate::time::NANOS_PER_SEC,
+            close_linger_ns: 5 * crate::time::NANOS_PER_SEC,
+            max_flows: 1_000_000,
+            analysis: AnalysisLimits::default(),
+            diagnostics: DiagnosticsConfig::default(),
+        }
+    }
+}
+
+/// What the engine counted, besides its output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// Segments handled.
+    pub segments: u64,
+    /// Flows created.
+    pub flows_created: u64,
+    /// Flows evicted because the table was full.
+    pub flows_evicted: u64,
+    /// Flows closed by the idle timeout.
+    pub flows_idle_expired: u64,
+    /// Segments whose timestamp was earlier than packet time already reached.
+    pub time_went_backwards: u64,
+}
+
+/// Events and finished flows, drained by the caller.
+#[derive(Debug, Default)]
+pub struct EngineOutput {
+    /// Events, in the order they were decided.
+    pub events: Vec<Event>,
+    /// Finished flow rows.
+    pub flows: Vec<FlowRecord>,
+}
+
+impl EngineOutput {
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.flows.is_empty()
+    }
+}
+
+/// One worker's engine.
+pub struct Engine {
+    config: EngineConfig,
+    now: Timestamp,
+    slots: Vec<Option<Connection>>,
+    free_slots: Vec<u32>,
+    index: HashMap<FlowKey, u32>,
+    /// One entry per live connection: (deadline, slot, generation). Entries may be stale (a
+    /// later packet moved the deadline); they are re-checked when popped.
+    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    generation: u32,
+    counters: EngineCounters,
+    /// Output not yet drained.
+    pub output: EngineOutput,
+}
+
+impl Engine {
+    /// An engine with the given settings.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            config,
+            now: Timestamp::ZERO,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            index: HashMap::new(),
+            timers: BinaryHeap::new(),
+            generation: 0,
+            counters: EngineCounters::default(),
+            output: EngineOutput::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Packet time reached so far.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    /// Connections currently tracked.
+    pub fn active_flows(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Handles one segment.
+    pub fn handle_segment(&mut self, seg: &Segment) {
+        self.counters.segments += 1;
+        if seg.ts < self.now {
+            self.counters.time_went_backwards += 1;
+        }
+        self.advance_time(seg.ts);
+        let (key, side) = FlowKey::of(seg);
+        let slot = match self.index.get(&key) {
+            Some(&slot) => {
+                let conn = self.slots[slot as usize].as_mut().expect("indexed slot is live");
+                let dir = conn.direction_of(side);
+                if seg.flags.pure_syn() && conn.is_port_reuse(seg, dir) {
+                    let old = self.remove(slot);
+                    let previous = old.first_packet();
+                    self.finish_connection(old, CloseReason::PortReuse);
+                    let slot = self.insert(key, seg, side);
+                    let conn = self.slots[slot as usize].as_mut().expect("just inserted");
+                    conn.mark_port_reuse(previous);
+                    slot
+                } else {
+                    slot
+                }
+            }
+            None => {
+                if self.index.len() >= self.config.max_flows.max(1) {
+                    self.evict_one();
+                }
+                self.insert(key, seg, side)
+            }
+        };
+        let config = self.config;
+        let conn = self.slots[slot as usize].as_mut().expect("live slot");
+        conn.on_segment(seg, side, &config, &mut self.output.events);
+    }
+
+    /// Moves packet time to `ts` (if later) and runs every timer that falls due.
+    pub fn advance_time(&mut self, ts: Timestamp) {
+        if ts > self.now {
+            self.now = ts;
+        }
+        let now = self.now.as_nanos();
+        while let Some(&Reverse((deadline, slot, generation))) = self.timers.peek() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let config = self.config;
+            let Some(conn) = self.slots[slot as usize].as_mut().filter(|c| c.generation() == generation) else {
+                continue;
+            };
+            match conn.on_timer(self.now, &config, &mut self.output.events) {
+                connection::TimerOutcome::Reschedule(next) => {
+                    self.timers.push(Reverse((next.as_nanos(), slot, generation)));
+                }
+                connection::TimerOutcome::Close(reason) => {
+                    if reason == CloseReason::IdleTimeout {
+                        self.counters.flows_idle_expired += 1;
+                    }
+                    let conn = self.remove(slot);
+                    self.finish_connection(conn, reason);
+                }
+            }
+        }
+    }
+
+    /// Ends every open flow (`close_reason` = `reason`, e.g. end of input or shutdown), in the
+    /// order the flows began, so output order does not depend on hashing.
+    pub fn finish(&mut self, reason: CloseReason) {
+        let mut open: Vec<Connection> = Vec::with_capacity(self.index.len());
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].is_some() {
+                open.push(self.remove(slot as u32));
+            }
+        }
+        open.sort_by_key(|c| (c.first_ts(), c.first_packet()));
+        for conn in open {
+            let reason = conn.natural_close_reason().unwrap_or(reason);
+            self.finish_connection(conn, reason);
+        }
+        self.timers.clear();
+    }
+
+    fn insert(&mut self, key: FlowKey, seg: &Segment, side: crate::flow::Side) -> u32 {
+        self.generation = self.generation.wrapping_add(1);
+        let conn = Connection::new(key, seg, side, self.generation);
+        let deadline = conn.deadline(&self.config);
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(conn);
+                slot
+            }
+            None => {
+                self.slots.push(Some(conn));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+        self.timers.push(Reverse((deadline.as_nanos(), slot, self.generation)));
+        self.counters.flows_created += 1;
+        slot
+    }
+
+    fn remove(&mut self, slot: u32) -> Connection {
+        let conn = self.slots[slot as usize].take().expect("removing a live slot");
+        self.index.remove(conn.key());
+        self.free_slots.push(slot);
+        conn
+    }
+
+    fn evict_one(&mut self) {
+        while let Some(Reverse((deadline, slot, generation))) = self.timers.pop() {
+            let Some(conn) = self.slots[slot as usize].as_ref().filter(|c| c.generation() == generation) else {
+                continue;
+            };
+            let actual = conn.deadline(&self.config).as_nanos();
+            if actual > deadline {
+                self.timers.push(Reverse((actual, slot, generation)));
+                continue;
+            }
+            let conn = self.remove(slot);
+            self.counters.flows_evicted += 1;
+            self.finish_connection(conn, CloseReason::Evicted);
+            return;
+        }
+    }
+
+    fn finish_connection(&mut self, mut conn: Connection, reason: CloseReason) {
+        let config = self.config;
+        let record = conn.finish(reason, &config, &mut self.output.events);
+        self.output.flows.push(record);
+    }
+}

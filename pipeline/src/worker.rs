@@ -1,0 +1,84 @@
+//! One worker thread: batches of segments in, engine (and plugins) in the middle, batches of
+//! events and flow rows out to the sink.
+
+use crate::decode::Segment;
+use crate::stats::WorkerCounters;
+use crate::tcp::{CloseReason, Engine, EngineConfig, Event, FlowRecord};
+use crate::time::Timestamp;
+use crossbeam_channel::{Receiver, Sender};
+
+/// What a worker receives.
+pub enum WorkerMessage {
+    /// Segments, in capture order.
+    Segments(Vec<Segment>),
+    /// Packet time has reached this point (a quiet link, or another worker's packets).
+    Tick(Timestamp),
+    /// No more input: flush every flow with this reason and stop.
+    Finish(CloseReason),
+}
+
+/// What the sink receives.
+pub enum SinkMessage {
+    /// Event rows.
+    Events(Vec<Event>),
+    /// Flow rows.
+    Flows(Vec<FlowRecord>),
+    /// Packet time has reached this point: rotate old files.
+    Tick(Timestamp),
+}
+
+/// Rows a worker accumulates before it hands them to the sink.
+pub const OUTPUT_BATCH_ROWS: usize = 4096;
+
+/// The worker loop. Returns its counters when told to finish or when its queue closes.
+pub fn run_worker(
+    config: EngineConfig,
+    input: Receiver<WorkerMessage>,
+    sink: Sender<SinkMessage>,
+    recycle: Option<Sender<Vec<Segment>>>,
+) -> WorkerCounters {
+    let mut engine = Engine::new(config);
+    let mut counters = WorkerCounters::default();
+    let mut finish_reason = CloseReason::EndOfInput;
+    for message in input.iter() {
+        match message {
+            WorkerMessage::Segments(mut batch) => {
+                for seg in &batch {
+                    engine.handle_segment(seg);
+                }
+                batch.clear();
+                if let Some(r) = &recycle {
+                    let _ = r.try_send(batch);
+                }
+                if engine.output.events.len() >= OUTPUT_BATCH_ROWS || engine.output.flows.len() >= OUTPUT_BATCH_ROWS {
+                    drain(&mut engine, &sink, &mut counters);
+                }
+            }
+            WorkerMessage::Tick(ts) => {
+                engine.advance_time(ts);
+                drain(&mut engine, &sink, &mut counters);
+            }
+            WorkerMessage::Finish(reason) => {
+                finish_reason = reason;
+                break;
+            }
+        }
+    }
+    engine.finish(finish_reason);
+    drain(&mut engine, &sink, &mut counters);
+    counters.engine = engine.counters();
+    counters
+}
+
+fn drain(engine: &mut Engine, sink: &Sender<SinkMessage>, counters: &mut WorkerCounters) {
+    if !engine.output.events.is_empty() {
+        let events = std::mem::take(&mut engine.output.events);
+        counters.events += events.len() as u64;
+        let _ = sink.send(SinkMessage::Events(events));
+    }
+    if !engine.output.flows.is_empty() {
+        let flows = std::mem::take(&mut engine.output.flows);
+        counters.flows += flows.len() as u64;
+        let _ = sink.send(SinkMessage::Flows(flows));
+    }
+}
