@@ -22,9 +22,9 @@ if [ -n "$missing" ]; then
 fi
 
 # DuckDB's Python package in a local virtualenv: the output tests read Parquet back with it.
-if ! .venv/bin/python -c 'import duckdb' 2>/dev/null; then
+if ! .venv/bin/python -c 'import duckdb, pytz' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check 'duckdb>=1.1'
+  .venv/bin/pip install -q --disable-pip-version-check 'duckdb>=1.1' pytz
 fi
 export TCPSCOPE_PYTHON="$PWD/.venv/bin/python"
 

@@ -508,3 +508,5 @@ pub fn write_ethernet_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) ->
     }
     w.into_inner()?.flush()
 }
+
+pub mod scenarios;
