@@ -1,6 +1,8 @@
 //! Packet sources: capture files (pcap, pcapng) and, on Linux, AF_PACKET rings. Both hand frames
 //! with their capture timestamp, link type and 1-based packet number to the decoder.
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
 pub mod pcap;
 
 use crate::decode::LinkType;
