@@ -7,9 +7,11 @@ use crate::sink::{ParquetSink, SinkConfig, SinkCounters};
 use crate::source::pcap::CaptureFile;
 use crate::stats::{ReadCounters, WorkerCounters};
 use crate::tcp::{CloseReason, EngineConfig};
-use crate::worker::{run_worker, SinkMessage, WorkerMessage};
-use crossbeam_channel::bounded;
+use crate::worker::{run_worker_observed, SinkMessage, WorkerMessage};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 /// Batches a worker queue holds before the reader waits (offline) or drops (live).
@@ -71,68 +73,19 @@ pub fn analyze(config: &AnalyzeConfig, progress: &mut dyn Progress) -> Result<Ru
         .iter()
         .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string()))
         .collect();
-    let mut sink = ParquetSink::create(SinkConfig::new(
+    let sink = ParquetSink::create(SinkConfig::new(
         config.out_dir.clone(),
         config.sensor.clone(),
         sources.clone(),
         config.run_tag.clone(),
     ))?;
-    let mut engine_config = config.engine;
-    engine_config.max_flows = config.engine.max_flows.div_ceil(workers).max(1);
-
-    let (sink_tx, sink_rx) = bounded::<SinkMessage>(SINK_QUEUE_MESSAGES);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<Segment>>(workers * WORKER_QUEUE_BATCHES);
     let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
-    let mut queues = Vec::with_capacity(workers);
-    let mut handles = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let (tx, rx) = bounded::<WorkerMessage>(WORKER_QUEUE_BATCHES);
-        queues.push(tx);
-        let sink_tx = sink_tx.clone();
-        let recycle = recycle_tx.clone();
-        // Leave the first core to the reader when there is more than one.
-        let core = (!cores.is_empty()).then(|| cores[(w + 1) % cores.len()]);
-        handles.push(
-            thread::Builder::new()
-                .name(format!("tcpscope-worker-{w}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    run_worker(engine_config, rx, sink_tx, Some(recycle))
-                })
-                .expect("spawning a worker thread"),
-        );
-    }
-    drop(sink_tx);
-
-    let sink_thread = thread::Builder::new()
-        .name("tcpscope-sink".into())
-        .spawn(move || -> (Result<SinkCounters, SinkError>, ParquetSink) {
-            let mut failure = None;
-            for message in sink_rx.iter() {
-                if failure.is_some() {
-                    continue; // keep draining so workers never block on a dead sink
-                }
-                let r = match message {
-                    SinkMessage::Events(e) => sink.add_events(e),
-                    SinkMessage::Flows(f) => sink.add_flows(f),
-                    SinkMessage::Tick(t) => sink.advance_time(t),
-                };
-                if let Err(e) = r {
-                    failure = Some(e);
-                }
-            }
-            let result = match failure {
-                Some(e) => Err(e),
-                None => sink.finish(),
-            };
-            (result, sink)
-        })
-        .expect("spawning the sink thread");
+    // Leave the first core to the reader when there is more than one.
+    let worker_cores = (0..workers).map(|w| (!cores.is_empty()).then(|| cores[(w + 1) % cores.len()])).collect();
+    let backend = Backend::start(sink, config.engine, workers, worker_cores);
 
     let mut report = RunReport::default();
-    let mut dispatcher = Dispatcher::new(queues, Backpressure::Block, Some(recycle_rx));
+    let mut dispatcher = Dispatcher::new(backend.queues.clone(), Backpressure::Block, Some(backend.recycled.clone()));
     for (index, path) in config.inputs.iter().enumerate() {
         let file = match CaptureFile::open(path) {
             Ok(f) => f,
@@ -151,19 +104,133 @@ pub fn analyze(config: &AnalyzeConfig, progress: &mut dyn Progress) -> Result<Ru
     }
     dispatcher.flush();
     report.read = dispatcher.counters;
-    let queues = dispatcher.into_queues();
-    for q in &queues {
-        let _ = q.send(WorkerMessage::Finish(CloseReason::EndOfInput));
-    }
-    drop(queues);
-    for h in handles {
-        let counters = h.join().unwrap_or_default();
-        report.workers.add(&counters);
-    }
-    let (sink_result, _sink) = sink_thread.join().expect("sink thread");
+    drop(dispatcher);
+    let (workers, sink_result) = backend.finish(CloseReason::EndOfInput);
+    report.workers = workers;
     match sink_result {
         Ok(c) => report.sink = c,
         Err(e) => report.sink_error = Some(e),
     }
     Ok(report)
+}
+
+/// Live counters of a running backend, for a progress or stats line.
+#[derive(Debug, Default)]
+pub struct BackendGauges {
+    /// Event rows the sink has received.
+    pub event_rows: AtomicU64,
+    /// Flow rows the sink has received.
+    pub flow_rows: AtomicU64,
+    /// Connections each worker tracks, as of its latest tick.
+    pub active_flows: Vec<AtomicU64>,
+}
+
+impl BackendGauges {
+    /// Connections tracked by all workers together.
+    pub fn active_flows(&self) -> u64 {
+        self.active_flows.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The workers and the sink of a run, started and waiting for segments: shared by `analyze` and
+/// live capture, which differ only in their readers.
+pub struct Backend {
+    /// One bounded queue per worker (give clones to dispatchers).
+    pub queues: Vec<Sender<WorkerMessage>>,
+    /// Emptied batches coming back from the workers, for the dispatchers to reuse.
+    pub recycled: Receiver<Vec<Segment>>,
+    /// The sink's queue, to advance its packet time on a quiet link (`SinkMessage::Tick`).
+    pub sink: Sender<SinkMessage>,
+    /// Live counters.
+    pub gauges: Arc<BackendGauges>,
+    workers: Vec<thread::JoinHandle<WorkerCounters>>,
+    sink_thread: thread::JoinHandle<Result<SinkCounters, SinkError>>,
+}
+
+impl Backend {
+    /// Starts `workers` workers (each pinned to its entry of `worker_cores`, if any) over `sink`.
+    /// `engine.max_flows` is the total, split across workers.
+    pub fn start(mut sink: ParquetSink, engine: EngineConfig, workers: usize, worker_cores: Vec<Option<core_affinity::CoreId>>) -> Backend {
+        let workers = workers.max(1);
+        let mut engine_config = engine;
+        engine_config.max_flows = engine.max_flows.div_ceil(workers).max(1);
+        let gauges = Arc::new(BackendGauges {
+            active_flows: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ..BackendGauges::default()
+        });
+        let (sink_tx, sink_rx) = bounded::<SinkMessage>(SINK_QUEUE_MESSAGES);
+        let (recycle_tx, recycle_rx) = bounded::<Vec<Segment>>(workers * WORKER_QUEUE_BATCHES);
+        let mut queues = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = bounded::<WorkerMessage>(WORKER_QUEUE_BATCHES);
+            queues.push(tx);
+            let sink_tx = sink_tx.clone();
+            let recycle = recycle_tx.clone();
+            let core = worker_cores.get(w).copied().flatten();
+            let gauges = gauges.clone();
+            handles.push(
+                thread::Builder::new()
+                    .name(format!("tcpscope-worker-{w}"))
+                    .spawn(move || {
+                        if let Some(core) = core {
+                            core_affinity::set_for_current(core);
+                        }
+                        run_worker_observed(engine_config, rx, sink_tx, Some(recycle), Some(&gauges.active_flows[w]))
+                    })
+                    .expect("spawning a worker thread"),
+            );
+        }
+        let sink_gauges = gauges.clone();
+        let sink_thread = thread::Builder::new()
+            .name("tcpscope-sink".into())
+            .spawn(move || -> Result<SinkCounters, SinkError> {
+                let mut failure = None;
+                for message in sink_rx.iter() {
+                    if failure.is_some() {
+                        continue; // keep draining so workers never block on a dead sink
+                    }
+                    let r = match message {
+                        SinkMessage::Events(e) => {
+                            sink_gauges.event_rows.fetch_add(e.len() as u64, Ordering::Relaxed);
+                            sink.add_events(e)
+                        }
+                        SinkMessage::Flows(f) => {
+                            sink_gauges.flow_rows.fetch_add(f.len() as u64, Ordering::Relaxed);
+                            sink.add_flows(f)
+                        }
+                        SinkMessage::Tick(t) => sink.advance_time(t),
+                    };
+                    if let Err(e) = r {
+                        failure = Some(e);
+                    }
+                }
+                match failure {
+                    Some(e) => Err(e),
+                    None => sink.finish(),
+                }
+            })
+            .expect("spawning the sink thread");
+        Backend { queues, recycled: recycle_rx, sink: sink_tx, gauges, workers: handles, sink_thread }
+    }
+
+    /// Tells every worker to flush its flows with `reason`, waits for the workers and the sink,
+    /// and returns their counters. Every dispatcher must be gone or flushed first.
+    pub fn finish(self, reason: CloseReason) -> (WorkerCounters, Result<SinkCounters, SinkError>) {
+        let Backend { queues, recycled, sink, workers, sink_thread, .. } = self;
+        for q in &queues {
+            let _ = q.send(WorkerMessage::Finish(reason));
+        }
+        drop(queues);
+        drop(recycled);
+        drop(sink);
+        let mut counters = WorkerCounters::default();
+        for h in workers {
+            counters.add(&h.join().unwrap_or_default());
+        }
+        let sink_result = sink_thread.join().unwrap_or_else(|_| {
+            Err(SinkError::Io { path: PathBuf::from("<sink thread>"), source: std::io::Error::other("the sink thread panicked") })
+        });
+        (counters, sink_result)
+    }
 }

@@ -6,6 +6,7 @@ use crate::stats::WorkerCounters;
 use crate::tcp::{CloseReason, Engine, EngineConfig, Event, FlowRecord};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a worker receives.
 pub enum WorkerMessage {
@@ -37,6 +38,18 @@ pub fn run_worker(
     sink: Sender<SinkMessage>,
     recycle: Option<Sender<Vec<Segment>>>,
 ) -> WorkerCounters {
+    run_worker_observed(config, input, sink, recycle, None)
+}
+
+/// [`run_worker`] that also publishes its number of tracked connections to `active_flows` at every
+/// tick (read by the live capture's stats line).
+pub fn run_worker_observed(
+    config: EngineConfig,
+    input: Receiver<WorkerMessage>,
+    sink: Sender<SinkMessage>,
+    recycle: Option<Sender<Vec<Segment>>>,
+    active_flows: Option<&AtomicU64>,
+) -> WorkerCounters {
     let mut engine = Engine::new(config);
     let mut counters = WorkerCounters::default();
     let mut finish_reason = CloseReason::EndOfInput;
@@ -56,6 +69,9 @@ pub fn run_worker(
             }
             WorkerMessage::Tick(ts) => {
                 engine.advance_time(ts);
+                if let Some(gauge) = active_flows {
+                    gauge.store(engine.active_flows() as u64, Ordering::Relaxed);
+                }
                 drain(&mut engine, &sink, &mut counters);
             }
             WorkerMessage::Finish(reason) => {
