@@ -134,7 +134,14 @@ impl Connection {
         }
     }
 
-    pub(crate) fn on_segment(&mut self, seg: &Segment, side: Side, config: &EngineConfig, events: &mut Vec<Event>) {
+    /// Handles one segment; returns its direction and the analysis verdicts (for plugins).
+    pub(crate) fn on_segment(
+        &mut self,
+        seg: &Segment,
+        side: Side,
+        config: &EngineConfig,
+        events: &mut Vec<Event>,
+    ) -> (Direction, super::analysis::PacketAnalysis) {
         let dir = self.direction_of(side);
         if seg.ts > self.last_ts {
             self.last_ts = seg.ts;
@@ -148,6 +155,7 @@ impl Connection {
         if seg.flags.fin() {
             self.fin_seen[dir.index()] = true;
         }
+        (dir, analysis)
     }
 
     /// The packet time at which this connection's timer must next run.

@@ -81,6 +81,17 @@ impl EngineOutput {
     }
 }
 
+/// What the engine decided about one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentVerdict {
+    /// The flow it belongs to.
+    pub flow_id: u64,
+    /// Its direction relative to the flow's originator.
+    pub direction: crate::flow::Direction,
+    /// The per-packet analysis verdicts.
+    pub analysis: analysis::PacketAnalysis,
+}
+
 /// One worker's engine.
 pub struct Engine {
     config: EngineConfig,
@@ -134,7 +145,14 @@ impl Engine {
     }
 
     /// Handles one segment.
+    #[inline]
     pub fn handle_segment(&mut self, seg: &Segment) {
+        self.handle_segment_verdict(seg);
+    }
+
+    /// Handles one segment and returns what the engine decided about it (flow, direction,
+    /// per-packet analysis), for the plugins that run after the engine.
+    pub fn handle_segment_verdict(&mut self, seg: &Segment) -> SegmentVerdict {
         self.counters.segments += 1;
         if seg.ts < self.now {
             self.counters.time_went_backwards += 1;
@@ -166,7 +184,9 @@ impl Engine {
         };
         let config = self.config;
         let conn = self.slots[slot as usize].as_mut().expect("live slot");
-        conn.on_segment(seg, side, &config, &mut self.output.events);
+        let flow_id = conn.flow_id();
+        let (direction, analysis) = conn.on_segment(seg, side, &config, &mut self.output.events);
+        SegmentVerdict { flow_id, direction, analysis }
     }
 
     /// Moves packet time to `ts` (if later) and runs every timer that falls due.
