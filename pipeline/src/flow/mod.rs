@@ -1,5 +1,7 @@
 //! Canonical flow keys, direction, and the symmetric hash that sends both directions to one worker.
 
+pub mod community_id;
+
 use crate::decode::Segment;
 use std::net::IpAddr;
 

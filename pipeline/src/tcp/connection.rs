@@ -37,9 +37,11 @@ pub struct Connection {
 
 impl Connection {
     /// Starts tracking with `seg` as the first packet. The originator is the sender of the first
-    /// packet, except that a SYN/ACK seen first makes its receiver the originator.
+    /// packet, except that a SYN/ACK seen first makes its receiver the originator, and a
+    /// mid-stream first packet sent from a likely server port makes its receiver the originator
+    /// (Zeek's `WantConnection` port heuristic).
     pub(crate) fn new(key: FlowKey, seg: &Segment, side: Side, generation: u32) -> Self {
-        let orig_side = if seg.flags.syn_ack() {
+        let orig_side = if seg.flags.syn_ack() || super::summary::zeek::wants_flip(seg) {
             match side {
                 Side::Low => Side::High,
                 Side::High => Side::Low,
@@ -120,9 +122,10 @@ impl Connection {
         let _ = previous_first_packet;
     }
 
-    /// Whether both FINs or an RST were seen.
+    /// Whether both FINs or an RST were seen, or one side closed while the other never sent a
+    /// packet (Zeek's complete close).
     pub fn is_closed(&self) -> bool {
-        self.rst_by.is_some() || (self.fin_seen[0] && self.fin_seen[1])
+        self.rst_by.is_some() || (self.fin_seen[0] && self.fin_seen[1]) || self.summary.is_closed()
     }
 
     pub(crate) fn natural_close_reason(&self) -> Option<CloseReason> {
@@ -130,7 +133,17 @@ impl Connection {
             Some(Direction::Orig) => Some(CloseReason::RstOrig),
             Some(Direction::Resp) => Some(CloseReason::RstResp),
             None if self.fin_seen[0] && self.fin_seen[1] => Some(CloseReason::Fin),
+            None if self.summary.is_closed() && self.fin_seen[0] => Some(CloseReason::FinOrig),
+            None if self.summary.is_closed() && self.fin_seen[1] => Some(CloseReason::FinResp),
             None => None,
+        }
+    }
+
+    /// When the attempt timer (an unanswered SYN) runs, if it is pending.
+    fn attempt_deadline(&self, config: &EngineConfig) -> Option<Timestamp> {
+        match (self.summary.attempt_start(), config.attempt_timeout_ns) {
+            (Some(start), ns) if ns > 0 => Some(start.plus_nanos(ns)),
+            _ => None,
         }
     }
 
@@ -161,7 +174,10 @@ impl Connection {
     /// The packet time at which this connection's timer must next run.
     pub(crate) fn deadline(&self, config: &EngineConfig) -> Timestamp {
         let idle = if self.is_closed() { config.close_linger_ns } else { config.idle_timeout_ns };
-        let expiry = self.last_ts.plus_nanos(idle);
+        let mut expiry = self.last_ts.plus_nanos(idle);
+        if let Some(attempt) = self.attempt_deadline(config) {
+            expiry = expiry.min(attempt);
+        }
         match self.diagnostics.deadline(&config.diagnostics) {
             Some(d) if d < expiry => d,
             _ => expiry,
@@ -172,6 +188,9 @@ impl Connection {
         let idle = if self.is_closed() { config.close_linger_ns } else { config.idle_timeout_ns };
         if now >= self.last_ts.plus_nanos(idle) {
             return TimerOutcome::Close(self.natural_close_reason().unwrap_or(CloseReason::IdleTimeout));
+        }
+        if self.attempt_deadline(config).is_some_and(|d| now >= d) && self.summary.attempt_timer_expires() {
+            return TimerOutcome::Close(CloseReason::AttemptTimeout);
         }
         if let Some(d) = self.diagnostics.deadline(&config.diagnostics) {
             if now >= d {

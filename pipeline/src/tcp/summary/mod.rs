@@ -1,18 +1,27 @@
 //! The per-connection summary: Zeek-compatible conn_state and history, byte and packet counters,
 //! per-direction TCP health metrics, handshake timings and RTT; one `flows` row per connection.
 
+pub mod rtt;
+pub mod zeek;
+
 use crate::decode::Segment;
 use crate::flow::Direction;
 use crate::tcp::analysis::PacketAnalysis;
 use crate::tcp::events::EventKind;
 use crate::time::Timestamp;
+use rtt::RttSketch;
 use std::net::IpAddr;
+use zeek::ZeekConnection;
 
 /// Why a flow row was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CloseReason {
     /// Both sides sent FIN.
     Fin,
+    /// The originator sent FIN and the responder never sent anything (Zeek's half-closed `SH`).
+    FinOrig,
+    /// The responder sent FIN and the originator never sent anything (`SHR`).
+    FinResp,
     /// The originator sent RST.
     RstOrig,
     /// The responder sent RST.
@@ -25,6 +34,8 @@ pub enum CloseReason {
     PortReuse,
     /// The flow table was full and this flow was the longest idle.
     Evicted,
+    /// An unanswered connection attempt ended (Zeek's `tcp_attempt_delay`, 5 s after the SYN).
+    AttemptTimeout,
     /// Live capture was stopped (SIGINT/SIGTERM).
     Shutdown,
 }
@@ -34,6 +45,9 @@ impl CloseReason {
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::Fin => "fin",
+            CloseReason::FinOrig => "fin_orig",
+            CloseReason::FinResp => "fin_resp",
+            CloseReason::AttemptTimeout => "attempt_timeout",
             CloseReason::RstOrig => "rst_orig",
             CloseReason::RstResp => "rst_resp",
             CloseReason::IdleTimeout => "idle_timeout",
@@ -190,28 +204,22 @@ impl FlowRecord {
     }
 }
 
-/// Per-endpoint TCP state in Zeek's terms.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum EndpointState {
-    #[default]
-    Inactive,
-    SynSent,
-    SynAckSent,
-    Partial,
-    Established,
-    Closed,
-    Reset,
-}
-
 /// Accumulates a connection's summary as packets arrive.
 #[derive(Clone, Debug, Default)]
 pub struct FlowSummary {
     metrics: [DirectionMetrics; 2],
-    state: [EndpointState; 2],
-    history: String,
+    zeek: Option<ZeekConnection>,
     first_syn: Option<Timestamp>,
     first_synack: Option<Timestamp>,
     handshake_ack: Option<Timestamp>,
+    rtt: [RttSketch; 2],
+    /// Sequence number one past the highest payload byte seen, per direction.
+    high_seq: [Option<u32>; 2],
+    /// Since when each direction has been advertising a zero window.
+    zero_window_since: [Option<Timestamp>; 2],
+    /// Start of a pending connection attempt (the originator's first SYN), until it is answered
+    /// or its timer has run.
+    attempt_start: Option<Timestamp>,
 }
 
 impl FlowSummary {
@@ -223,84 +231,127 @@ impl FlowSummary {
     /// Counts one packet sent in `dir`, with the analysis verdicts it received.
     pub fn on_segment(&mut self, seg: &Segment, dir: Direction, analysis: &PacketAnalysis) {
         let d = dir.index();
-        let m = &mut self.metrics[d];
-        m.pkts += 1;
-        m.ip_bytes += seg.ip_len as u64;
-        m.payload_bytes += seg.payload_len as u64;
-        m.count_flags(analysis);
-        if seg.options.timestamps.is_some() {
-            m.timestamps = true;
-        }
         let flags = seg.flags;
-        if flags.syn() {
-            m.mss = seg.options.mss.or(m.mss);
-            m.window_scale = seg.options.window_scale.or(m.window_scale);
-            m.sack_permitted |= seg.options.sack_permitted;
+        {
+            let m = &mut self.metrics[d];
+            m.pkts += 1;
+            m.ip_bytes += seg.ip_len as u64;
+            m.payload_bytes += seg.payload_len as u64;
+            m.count_flags(analysis);
+            if seg.options.timestamps.is_some() {
+                m.timestamps = true;
+            }
+            if flags.syn() {
+                m.mss = seg.options.mss.or(m.mss);
+                m.window_scale = seg.options.window_scale.or(m.window_scale);
+                m.sack_permitted |= seg.options.sack_permitted;
+            }
         }
+        self.count_unique_bytes(seg, d, analysis);
+        self.track_zero_window(seg, d);
+        if let Some((data_dir, ns, karn_ok)) = analysis.rtt_sample {
+            if karn_ok {
+                self.rtt[data_dir.index()].add(ns);
+            }
+        }
+
         if flags.pure_syn() {
             self.first_syn.get_or_insert(seg.ts);
-            if self.state[d] == EndpointState::Inactive {
-                self.state[d] = EndpointState::SynSent;
-            }
         } else if flags.syn_ack() {
-            if self.first_synack.is_none() {
-                self.first_synack = Some(seg.ts);
-            }
-            self.state[d] = EndpointState::Established;
-            self.state[1 - d] = EndpointState::Established;
-        } else if flags.rst() {
-            self.state[d] = EndpointState::Reset;
-        } else if flags.fin() {
-            self.state[d] = EndpointState::Closed;
-        } else if flags.ack() && self.first_synack.is_some() && self.handshake_ack.is_none() && dir == Direction::Orig {
+            self.first_synack.get_or_insert(seg.ts);
+        } else if flags.ack()
+            && !flags.rst()
+            && !flags.fin()
+            && dir == Direction::Orig
+            && self.first_synack.is_some()
+            && self.handshake_ack.is_none()
+        {
             self.handshake_ack = Some(seg.ts);
         }
-        if self.state[d] == EndpointState::Inactive {
-            self.state[d] = EndpointState::Partial;
+
+        match &mut self.zeek {
+            Some(z) => z.on_segment(seg, dir),
+            None => {
+                let mut z = ZeekConnection::new(seg, dir);
+                z.on_segment(seg, dir);
+                self.zeek = Some(z);
+            }
+        }
+        if let Some(z) = &self.zeek {
+            if self.attempt_start.is_none() {
+                self.attempt_start = z.attempt_started();
+            }
         }
     }
 
-    /// The final row fields that depend on the whole story.
-    pub fn conn_state(&self) -> &'static str {
-        use EndpointState::*;
-        let (o, r) = (self.state[0], self.state[1]);
-        let o_inactive = matches!(o, Inactive | Partial);
-        let r_inactive = matches!(r, Inactive | Partial);
-        if r == Reset {
-            if matches!(o, SynSent | SynAckSent) {
-                "REJ"
-            } else if o_inactive {
-                "RSTRH"
-            } else {
-                "RSTR"
-            }
-        } else if o == Reset {
-            if r_inactive {
-                "RSTOS0"
-            } else {
-                "RSTO"
-            }
-        } else if o == Closed && r == Closed {
-            "SF"
-        } else if o == Closed {
-            if r_inactive {
-                "SH"
-            } else {
-                "S2"
-            }
-        } else if r == Closed {
-            if o_inactive {
-                "SHR"
-            } else {
-                "S3"
-            }
-        } else if o == SynSent && r == Inactive {
-            "S0"
-        } else if o == Established && r == Established {
-            "S1"
-        } else {
-            "OTH"
+    fn count_unique_bytes(&mut self, seg: &Segment, d: usize, analysis: &PacketAnalysis) {
+        if seg.payload_len == 0 || seg.flags.rst() {
+            return;
         }
+        let start = seg.seq.wrapping_add(seg.flags.syn() as u32);
+        let end = start.wrapping_add(seg.payload_len);
+        let m = &mut self.metrics[d];
+        match self.high_seq[d] {
+            None => {
+                m.unique_bytes += seg.payload_len as u64;
+                self.high_seq[d] = Some(end);
+            }
+            Some(high) => {
+                let beyond = end.wrapping_sub(high) as i32;
+                if beyond > 0 {
+                    // New sequence space; the part below the old high edge is new too when the
+                    // analysis says this segment fills a hole (out of order) rather than repeats.
+                    let below = (seg.payload_len as i64 - beyond as i64).max(0) as u64;
+                    let fills_hole = analysis.flags.has(EventKind::OutOfOrder);
+                    m.unique_bytes += beyond as u64 + if fills_hole { below } else { 0 };
+                    self.high_seq[d] = Some(end);
+                } else if analysis.flags.has(EventKind::OutOfOrder) {
+                    m.unique_bytes += seg.payload_len as u64;
+                }
+            }
+        }
+    }
+
+    fn track_zero_window(&mut self, seg: &Segment, d: usize) {
+        if seg.flags.rst() || seg.flags.syn() {
+            return;
+        }
+        if seg.window == 0 {
+            self.zero_window_since[d].get_or_insert(seg.ts);
+        } else if let Some(since) = self.zero_window_since[d].take() {
+            self.metrics[d].zero_window_stall_ns += seg.ts.saturating_since(since) as i64;
+        }
+    }
+
+    /// Zeek's `conn_state`.
+    pub fn conn_state(&self) -> &'static str {
+        self.zeek.as_ref().map_or("OTH", ZeekConnection::conn_state)
+    }
+
+    /// Zeek's `history`.
+    pub fn history(&self) -> &str {
+        self.zeek.as_ref().map_or("", ZeekConnection::history)
+    }
+
+    /// Whether Zeek would consider the connection finished (both sides closed, a RST, or one
+    /// side closed while the other never sent anything), so only a short linger remains.
+    pub fn is_closed(&self) -> bool {
+        self.zeek.as_ref().is_some_and(ZeekConnection::close_complete)
+    }
+
+    /// The originator's first SYN, while the attempt timer is pending.
+    pub fn attempt_start(&self) -> Option<Timestamp> {
+        self.attempt_start
+    }
+
+    /// Runs the attempt timer: true when the attempt is still unanswered (the flow ends as Zeek's
+    /// `S0`); otherwise the timer is spent and never runs again.
+    pub fn attempt_timer_expires(&mut self) -> bool {
+        let expired = self.zeek.as_ref().is_some_and(ZeekConnection::attempt_expired);
+        if !expired {
+            self.attempt_start = None;
+        }
+        expired
     }
 
     /// Builds the flow row.
@@ -316,21 +367,43 @@ impl FlowSummary {
         vlan: Option<u16>,
         close_reason: CloseReason,
     ) -> FlowRecord {
+        let mut metrics = self.metrics;
+        for (d, m) in metrics.iter_mut().enumerate() {
+            if let Some(since) = self.zero_window_since[d] {
+                m.zero_window_stall_ns += ts_end.saturating_since(since) as i64;
+            }
+            m.rtt = self.rtt[d].stats();
+        }
+        let (mut orig, mut resp) = (orig, resp);
+        let mut missed_bytes = 0;
+        if let Some(z) = &self.zeek {
+            let missed = z.missed_bytes_by_engine_direction();
+            missed_bytes = missed[0] + missed[1];
+            if z.flipped_against_engine() {
+                // Zeek kept the SYN/ACK sender as the originator (no reply traffic followed):
+                // write the row in Zeek's orientation.
+                std::mem::swap(&mut orig, &mut resp);
+                metrics.swap(0, 1);
+            }
+            let (orig_bytes, resp_bytes) = z.sizes();
+            metrics[0].seq_bytes = orig_bytes;
+            metrics[1].seq_bytes = resp_bytes;
+        }
         FlowRecord {
             ts,
             ts_end,
             source_index,
             flow_id,
-            community_id: String::new(),
+            community_id: crate::flow::community_id::tcp_community_id(orig, resp),
             orig_h: orig.0,
             orig_p: orig.1,
             resp_h: resp.0,
             resp_p: resp.1,
             vlan,
             conn_state: self.conn_state(),
-            history: self.history.clone(),
+            history: self.history().to_owned(),
             close_reason,
-            missed_bytes: 0,
+            missed_bytes,
             handshake_syn_synack_ns: match (self.first_syn, self.first_synack) {
                 (Some(a), Some(b)) if b >= a => Some(b.saturating_since(a) as i64),
                 _ => None,
@@ -339,8 +412,8 @@ impl FlowSummary {
                 (Some(a), Some(b)) => Some(b.saturating_since(a) as i64),
                 _ => None,
             },
-            orig: self.metrics[0],
-            resp: self.metrics[1],
+            orig: metrics[0],
+            resp: metrics[1],
         }
     }
 }

@@ -1,0 +1,949 @@
+//! Zeek's view of one TCP connection: endpoint states, `conn_state`, `history`, the sequence-span
+//! sizes (`orig_bytes`/`resp_bytes`) and content gaps (`missed_bytes`, `g`/`G`).
+//!
+//! A behavioural model of Zeek's `TCPSessionAdapter::Process`, `TCP_Endpoint` and
+//! `TCP_Reassembler` (see `research/tcp-analysis.md` §2.2–2.3), written from their documented and
+//! observed behaviour, step for step in Zeek's order, because the order decides the letters:
+//! history first, then the window, then sequence bookkeeping, then the state machine, then the ACK
+//! that may reveal a content gap, then the payload.
+//!
+//! Endpoints are stored by *physical* side (index 0 = the side the engine calls `orig`, 1 = the
+//! other); `zeek_orig` says which of them Zeek currently treats as the originator. A flip (`^`)
+//! only changes `zeek_orig`, as Zeek's `FlipRoles` swaps its endpoint pointers while a packet in
+//! flight keeps its `is_orig`.
+//!
+//! Not modelled: checksum validation (`C`/`c`: the engine does not verify checksums, like
+//! `zeek -C` and tshark's default), `X` (analyzer limits), deferred closes while reassembled data
+//! is pending, and application analyzers that make Zeek skip a connection.
+
+use crate::decode::{Segment, TcpFlags};
+use crate::flow::Direction;
+use crate::time::Timestamp;
+
+/// Zeek's `TOO_LARGE_SEQ_DELTA`.
+const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
+/// Zeek's `tcp_max_initial_window`.
+const MAX_INITIAL_WINDOW: u64 = 16_384;
+/// Zeek's `tcp_max_above_hole_without_any_acks`.
+const MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS: u64 = 16_384;
+/// Zeek's `tcp_excessive_data_without_further_acks`.
+const EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS: u64 = 10 * 1024 * 1024;
+/// Bound on buffered out-of-order blocks per direction (Zeek's list is unbounded; beyond this the
+/// direction stops reassembling, as Zeek does for excessive data).
+const MAX_BLOCKS: usize = 512;
+
+/// TCP ports Zeek's default scripts register as likely servers (`likely_server_ports`): every
+/// TCP port of the protocol analyzers loaded by `base/init-default.zeek`.
+const LIKELY_SERVER_PORTS: &[u16] = &[
+    21, 22, 25, 53, 79, 80, 81, 88, 110, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585, 587, 614, 631,
+    636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379,
+    6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+];
+
+/// Whether Zeek's default configuration treats `port` as a likely server port.
+pub fn is_likely_server_port(port: u16) -> bool {
+    LIKELY_SERVER_PORTS.binary_search(&port).is_ok()
+}
+
+/// Zeek's `TCPAnalyzer::WantConnection` role guess for a connection whose first packet is not a
+/// pure SYN: whether the sender of `seg` should be made the responder.
+pub fn wants_flip(seg: &Segment) -> bool {
+    let flags = seg.flags;
+    if flags.pure_syn() {
+        return false;
+    }
+    if !is_likely_server_port(seg.src_port) {
+        return false;
+    }
+    if is_likely_server_port(seg.dst_port) {
+        !flags.syn() && seg.src_port < seg.dst_port
+    } else {
+        true
+    }
+}
+
+/// Zeek's endpoint states (`TCP_ENDPOINT_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EndpointState {
+    /// Nothing seen.
+    #[default]
+    Inactive,
+    /// Sent a SYN.
+    SynSent,
+    /// Sent a SYN/ACK as the originator.
+    SynAckSent,
+    /// Active without a handshake seen.
+    Partial,
+    /// Handshake seen.
+    Established,
+    /// Sent a FIN.
+    Closed,
+    /// Sent a RST.
+    Reset,
+}
+
+#[inline]
+fn seq_delta(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+/// Zeek's logarithmic history counter: true at the 1st, 10th, 100th… call.
+#[derive(Clone, Copy, Debug)]
+struct ScaledCounter {
+    count: u32,
+    threshold: u32,
+}
+
+impl Default for ScaledCounter {
+    fn default() -> Self {
+        ScaledCounter { count: 0, threshold: 1 }
+    }
+}
+
+impl ScaledCounter {
+    fn hit(&mut self) -> bool {
+        self.count = self.count.wrapping_add(1);
+        if self.count != self.threshold {
+            return false;
+        }
+        let next = self.threshold.wrapping_mul(10);
+        if next <= self.threshold {
+            self.count = 0;
+        } else {
+            self.threshold = next;
+        }
+        true
+    }
+}
+
+/// The part of Zeek's `TCP_Reassembler` that decides content gaps: what was delivered
+/// (`last_reassem_seq`), what was trimmed by ACKs (`trim_seq`), and the blocks held above a hole.
+#[derive(Clone, Debug)]
+struct Reassembly {
+    last_reassem_seq: u64,
+    trim_seq: u64,
+    /// Blocks not yet delivered, sorted, non-overlapping: `[seq, upper)`.
+    pending: Vec<(u64, u64)>,
+    /// Highest upper edge of any block held (Zeek's `LastBlock().upper`), 0 when none.
+    max_upper: u64,
+    /// Bytes held (delivered but unacknowledged, plus pending), approximately.
+    held_bytes: u64,
+    skip_deliveries: bool,
+}
+
+impl Default for Reassembly {
+    fn default() -> Self {
+        Reassembly {
+            last_reassem_seq: 1,
+            trim_seq: 1,
+            pending: Vec::new(),
+            max_upper: 0,
+            held_bytes: 0,
+            skip_deliveries: false,
+        }
+    }
+}
+
+impl Reassembly {
+    fn clear(&mut self) {
+        self.pending.clear();
+        self.max_upper = 0;
+        self.held_bytes = 0;
+    }
+
+    fn undelivered_bytes(&self) -> u64 {
+        if self.max_upper == 0 {
+            0
+        } else {
+            self.max_upper.saturating_sub(self.last_reassem_seq)
+        }
+    }
+
+    /// Delivers pending blocks that now start at or below `last_reassem_seq` (`BlockInserted`).
+    fn deliver_contiguous(&mut self) {
+        while let Some(&(seq, upper)) = self.pending.first() {
+            if seq > self.last_reassem_seq {
+                break;
+            }
+            if upper > self.last_reassem_seq {
+                self.last_reassem_seq = upper;
+            }
+            self.pending.remove(0);
+        }
+    }
+
+    /// Inserts `[seq, upper)` into the pending list, keeping only bytes not already covered.
+    fn insert_pending(&mut self, seq: u64, upper: u64) {
+        // Merge with every overlapping or adjacent block.
+        let mut lo = seq;
+        let mut hi = upper;
+        let mut i = 0;
+        while i < self.pending.len() {
+            let (s, u) = self.pending[i];
+            if u < lo || s > hi {
+                i += 1;
+                continue;
+            }
+            lo = lo.min(s);
+            hi = hi.max(u);
+            self.pending.remove(i);
+        }
+        let at = self.pending.partition_point(|&(s, _)| s < lo);
+        self.pending.insert(at, (lo, hi));
+    }
+}
+
+/// One side of the connection, in Zeek's terms.
+#[derive(Clone, Debug, Default)]
+struct Endpoint {
+    state: EndpointState,
+    prev_state: EndpointState,
+    start_seq: i64,
+    last_seq: u32,
+    ack_seq: u32,
+    seq_wraps: u32,
+    ack_wraps: u32,
+    fin_cnt: u32,
+    rst_cnt: u32,
+    fin_seq: u64,
+    did_close: bool,
+    hist_last_syn: u64,
+    hist_last_fin: u64,
+    hist_last_rst: u64,
+    rxmt: ScaledCounter,
+    win0: ScaledCounter,
+    gap: ScaledCounter,
+    has_done_something: bool,
+    reassembly: Reassembly,
+    missed_bytes: u64,
+}
+
+impl Endpoint {
+    fn set_state(&mut self, state: EndpointState) {
+        if state != self.state {
+            self.prev_state = self.state;
+            self.state = state;
+        }
+    }
+    fn start_seq32(&self) -> u32 {
+        self.start_seq as u32
+    }
+    fn init_start_seq(&mut self, seq: u32) {
+        self.start_seq = seq as i64;
+    }
+    fn update_last_seq(&mut self, seq: u32) {
+        if seq < self.last_seq {
+            self.seq_wraps = self.seq_wraps.wrapping_add(1);
+        }
+        self.last_seq = seq;
+    }
+    fn update_ack_seq(&mut self, seq: u32) {
+        if seq < self.ack_seq {
+            self.ack_wraps = self.ack_wraps.wrapping_add(1);
+        }
+        self.ack_seq = seq;
+    }
+    fn full(seq: u32, wraps: u32) -> u64 {
+        ((wraps as u64) << 32).wrapping_add(seq as u64)
+    }
+    fn relative(&self, seq: u32, wraps: u32) -> u64 {
+        Self::full(seq, wraps).wrapping_sub(self.start_seq as u64)
+    }
+    fn no_data_acked(&self) -> bool {
+        let ack = Self::full(self.ack_seq, self.ack_wraps);
+        let start = self.start_seq as u64;
+        ack == start || ack == start.wrapping_add(1)
+    }
+    fn is_clean(&self) -> bool {
+        self.state == EndpointState::Established
+            || (self.state == EndpointState::Closed && self.prev_state == EndpointState::Established)
+    }
+
+    /// Zeek's `get_relative_seq`.
+    fn relative_seq(&self, cur_base: u32, last: u32, wraps: u32, underflow: &mut bool) -> u64 {
+        let mut wraps = wraps;
+        let delta = seq_delta(cur_base, last);
+        if delta < 0 {
+            if wraps != 0 && cur_base > last {
+                wraps -= 1;
+            }
+        } else if delta > 0 && cur_base < last {
+            wraps = wraps.wrapping_add(1);
+        }
+        if wraps == 0 {
+            let delta = seq_delta(cur_base, self.start_seq32());
+            if delta < 0 {
+                *underflow = true;
+            }
+            return delta as i64 as u64;
+        }
+        self.relative(cur_base, wraps)
+    }
+}
+
+/// Sizes: `TCP_Endpoint::Size`, which needs the peer's state.
+fn endpoint_size(ep: &Endpoint, peer: &Endpoint) -> u64 {
+    if ep.prev_state == EndpointState::SynSent
+        && ep.state == EndpointState::Reset
+        && peer.state == EndpointState::Inactive
+        && !ep.no_data_acked()
+    {
+        return 0;
+    }
+    let last = Endpoint::full(ep.last_seq, ep.seq_wraps);
+    let ack = Endpoint::full(ep.ack_seq, ep.ack_wraps);
+    let top = if last > ack { last } else { ack };
+    let mut size = top.wrapping_sub(ep.start_seq as u64);
+    if size != 0 {
+        size = size.wrapping_sub(1);
+    }
+    if ep.fin_cnt > 0 && size != 0 {
+        size -= 1;
+    }
+    size
+}
+
+const HIST_SYN: u32 = 0x1;
+const HIST_FIN: u32 = 0x2;
+const HIST_RST: u32 = 0x4;
+const HIST_FIN_RST: u32 = 0x8;
+const HIST_DATA: u32 = 0x10;
+const HIST_ACK: u32 = 0x20;
+const HIST_MULTI_FLAG: u32 = 0x40;
+
+const FIRST_ORIG: u8 = 1;
+const FIRST_RESP: u8 = 2;
+
+/// Zeek's model of one connection.
+#[derive(Clone, Debug)]
+pub struct ZeekConnection {
+    /// Indexed by physical side: 0 = the engine's originator.
+    ep: [Endpoint; 2],
+    /// Physical index of Zeek's current originator.
+    zeek_orig: usize,
+    history: String,
+    hist_seen: u32,
+    is_partial: bool,
+    first_packet_seen: u8,
+    /// When the originator's first SYN started Zeek's `AttemptTimer`.
+    attempt_started: Option<Timestamp>,
+}
+
+impl ZeekConnection {
+    /// A connection whose first packet is `seg`, sent by the engine's direction `dir`.
+    pub fn new(seg: &Segment, dir: Direction) -> Self {
+        let mut zc = ZeekConnection {
+            ep: [Endpoint::default(), Endpoint::default()],
+            zeek_orig: dir.index(),
+            history: String::new(),
+            hist_seen: 0,
+            is_partial: false,
+            first_packet_seen: 0,
+            attempt_started: None,
+        };
+        if wants_flip(seg) {
+            zc.flip_roles();
+        }
+        zc
+    }
+
+    /// The history string, as Zeek writes it.
+    pub fn history(&self) -> &str {
+        &self.history
+    }
+
+    /// Whether Zeek's originator is the engine's responder (the row must be swapped to match Zeek).
+    pub fn flipped_against_engine(&self) -> bool {
+        self.zeek_orig != 0
+    }
+
+    fn orig(&self) -> &Endpoint {
+        &self.ep[self.zeek_orig]
+    }
+    fn resp(&self) -> &Endpoint {
+        &self.ep[1 - self.zeek_orig]
+    }
+
+    /// `orig_bytes`, `resp_bytes` in Zeek's orientation.
+    pub fn sizes(&self) -> (u64, u64) {
+        let o = self.zeek_orig;
+        (endpoint_size(&self.ep[o], &self.ep[1 - o]), endpoint_size(&self.ep[1 - o], &self.ep[o]))
+    }
+
+    /// Content-gap bytes of each engine direction (orig, resp).
+    pub fn missed_bytes_by_engine_direction(&self) -> [u64; 2] {
+        [self.ep[0].missed_bytes, self.ep[1].missed_bytes]
+    }
+
+    /// Whether Zeek considers the connection closed and schedules its removal (`close_complete`
+    /// in `ConnectionClosed`): a side closed and either it reset, or the peer closed too, or the
+    /// peer never sent anything.
+    pub fn close_complete(&self) -> bool {
+        (0..2).any(|i| {
+            let ep = &self.ep[i];
+            let peer = &self.ep[1 - i];
+            ep.did_close
+                && (ep.state == EndpointState::Reset || peer.did_close || peer.state == EndpointState::Inactive)
+        })
+    }
+
+    /// When the originator's SYN started the attempt timer (Zeek ends the connection
+    /// `tcp_attempt_delay` later if the responder is still silent).
+    pub fn attempt_started(&self) -> Option<Timestamp> {
+        self.attempt_started
+    }
+
+    /// Whether the attempt timer, firing now, removes the connection.
+    pub fn attempt_expired(&self) -> bool {
+        matches!(self.orig().state, EndpointState::SynSent | EndpointState::SynAckSent)
+            && self.resp().state == EndpointState::Inactive
+    }
+
+    /// Zeek's `conn_state`, from the endpoint states, sizes and history.
+    pub fn conn_state(&self) -> &'static str {
+        use EndpointState::*;
+        let (os, rs) = (self.orig().state, self.resp().state);
+        let o_inactive = matches!(os, Inactive | Partial);
+        let r_inactive = matches!(rs, Inactive | Partial);
+        if rs == Reset {
+            let (osize, rsize) = self.sizes();
+            if matches!(os, SynSent | SynAckSent) || (os == Reset && osize == 0 && rsize == 0) {
+                "REJ"
+            } else if o_inactive {
+                "RSTRH"
+            } else {
+                "RSTR"
+            }
+        } else if os == Reset {
+            if r_inactive {
+                if history_is_rstos0(&self.history) {
+                    "RSTOS0"
+                } else {
+                    "OTH"
+                }
+            } else {
+                "RSTO"
+            }
+        } else if os == Closed && rs == Closed {
+            "SF"
+        } else if os == Closed {
+            if r_inactive {
+                "SH"
+            } else {
+                "S2"
+            }
+        } else if rs == Closed {
+            if o_inactive {
+                "SHR"
+            } else {
+                "S3"
+            }
+        } else if os == SynSent && rs == Inactive {
+            "S0"
+        } else if os == Established && rs == Established {
+            "S1"
+        } else {
+            "OTH"
+        }
+    }
+
+    fn flip_roles(&mut self) {
+        self.zeek_orig = 1 - self.zeek_orig;
+        let f = self.first_packet_seen;
+        self.first_packet_seen =
+            (if f & FIRST_ORIG != 0 { FIRST_RESP } else { 0 }) | (if f & FIRST_RESP != 0 { FIRST_ORIG } else { 0 });
+        self.is_partial = false;
+        self.history.push('^');
+    }
+
+    fn is_orig(&self, side: usize) -> bool {
+        side == self.zeek_orig
+    }
+
+    fn add_history(&mut self, side: usize, code: char) {
+        let code = if self.is_orig(side) { code } else { code.to_ascii_lowercase() };
+        self.history.push(code);
+    }
+
+    /// `TCP_Endpoint::CheckHistory`: adds `code` the first time; true if already seen.
+    fn check_history(&mut self, side: usize, mask: u32, code: char) -> bool {
+        if (code == 'A' || code == 'D') && self.history == "H" {
+            // A connection that began with a SYN/ACK now carries productive traffic: flip it.
+            self.flip_roles();
+            self.history = "^h".to_owned();
+            self.set_first_packet_seen(true);
+        }
+        let (mask, code) =
+            if self.is_orig(side) { (mask, code) } else { (mask << 16, code.to_ascii_lowercase()) };
+        if self.hist_seen & mask == 0 {
+            self.hist_seen |= mask;
+            self.history.push(code);
+            false
+        } else {
+            true
+        }
+    }
+
+    fn scaled_history(&mut self, side: usize, code: char, which: fn(&mut Endpoint) -> &mut ScaledCounter) {
+        if which(&mut self.ep[side]).hit() {
+            self.add_history(side, code);
+        }
+    }
+
+    fn set_first_packet_seen(&mut self, is_orig: bool) {
+        self.first_packet_seen |= if is_orig { FIRST_ORIG } else { FIRST_RESP };
+    }
+
+    fn set_partial_status(&mut self, flags: TcpFlags, is_orig: bool) {
+        if is_orig {
+            if self.first_packet_seen & FIRST_ORIG == 0 {
+                self.is_partial = !flags.syn() || flags.ack();
+            }
+        } else if self.first_packet_seen & FIRST_RESP == 0 && !self.is_partial {
+            self.is_partial = !flags.syn();
+        }
+    }
+
+    /// Processes one packet sent by the engine's direction `dir` (Zeek's `Process`).
+    pub fn on_segment(&mut self, seg: &Segment, dir: Direction) {
+        let side = dir.index();
+        let peer_side = 1 - side;
+        let is_orig = self.is_orig(side);
+        let flags = seg.flags;
+        let len = seg.payload_len;
+        let base_seq = seg.seq;
+        let ack_seq = seg.ack;
+
+        self.set_partial_status(flags, is_orig);
+
+        // get_segment_len: SYN and FIN take one octet each; a RST's payload is not stream data.
+        let mut seg_len = len.wrapping_add(flags.syn() as u32).wrapping_add(flags.fin() as u32);
+        if flags.rst() {
+            seg_len = seg_len.wrapping_sub(len);
+        }
+        let seq_one_past_segment = base_seq.wrapping_add(seg_len);
+
+        self.init_endpoint(side, flags, base_seq, seq_one_past_segment);
+
+        let mut seq_underflow = false;
+        let rel_seq = {
+            let ep = &self.ep[side];
+            ep.relative_seq(base_seq, ep.last_seq, ep.seq_wraps, &mut seq_underflow)
+        };
+
+        self.update_history(side, flags, rel_seq, len as u64);
+        self.update_window(side, seg.window, flags);
+
+        if flags.fin() {
+            let ep = &mut self.ep[side];
+            ep.fin_cnt += 1;
+            ep.fin_seq = rel_seq.wrapping_add(seg_len as u64);
+        }
+        if flags.rst() {
+            self.ep[side].rst_cnt += 1;
+        }
+
+        let mut rel_ack = 0u64;
+        if flags.ack() {
+            if self.ep[peer_side].state == EndpointState::Inactive {
+                rel_ack = 1;
+                let peer = &mut self.ep[peer_side];
+                let start = ack_seq.wrapping_sub(1);
+                peer.init_start_seq(start);
+                peer.ack_seq = start;
+                peer.last_seq = start;
+            } else {
+                let mut ack_underflow = false;
+                let peer = &self.ep[peer_side];
+                rel_ack = peer.relative_seq(ack_seq, peer.ack_seq, peer.ack_wraps, &mut ack_underflow);
+                if ack_underflow {
+                    rel_ack = 0;
+                } else if !flags.rst() {
+                    let peer = &mut self.ep[peer_side];
+                    let delta_ack = seq_delta(ack_seq, peer.ack_seq);
+                    if ack_seq == 0 && delta_ack > TOO_LARGE_SEQ_DELTA {
+                        // A broken ACK rather than a wrap onto 0.
+                    } else if delta_ack > 0 {
+                        peer.update_ack_seq(ack_seq);
+                    }
+                }
+            }
+        }
+
+        let delta_last = self.update_last_seq(side, seq_one_past_segment, flags, len);
+        self.ep[side].has_done_something = true;
+
+        let (do_close, _) = self.update_state_machine(seg.ts, side, base_seq, len, delta_last, is_orig, flags);
+
+        if flags.ack() {
+            self.ack_received(peer_side, rel_ack);
+        }
+
+        // CheckPIA_FirstPacket, with the (possibly stale) is_orig of this packet.
+        if is_orig {
+            self.first_packet_seen |= FIRST_ORIG;
+        } else {
+            self.first_packet_seen |= FIRST_RESP;
+        }
+
+        let rel_data_seq = if flags.syn() { rel_seq.wrapping_add(1) } else { rel_seq };
+        if len > 0 && !flags.rst() && !seq_underflow && seg.captured_payload_len >= len {
+            self.data_sent(side, rel_data_seq, len as u64);
+        }
+
+        if do_close {
+            // ConnectionClosed, without deferral for pending reassembly.
+            self.ep[side].did_close = true;
+        }
+    }
+
+    fn init_endpoint(&mut self, side: usize, flags: TcpFlags, first_seg_seq: u32, last_seq: u32) {
+        let ep = &mut self.ep[side];
+        match ep.state {
+            EndpointState::Inactive => {
+                let mut last_seq = last_seq;
+                if flags.syn() {
+                    ep.ack_seq = first_seg_seq;
+                    ep.init_start_seq(first_seg_seq);
+                } else {
+                    ep.ack_seq = first_seg_seq.wrapping_sub(1);
+                    ep.init_start_seq(first_seg_seq.wrapping_sub(1));
+                    last_seq = first_seg_seq;
+                }
+                ep.last_seq = last_seq;
+            }
+            EndpointState::SynSent | EndpointState::SynAckSent => {
+                if flags.syn() && first_seg_seq != ep.start_seq32() {
+                    ep.init_start_seq(first_seg_seq);
+                    ep.ack_seq = first_seg_seq;
+                    ep.last_seq = last_seq;
+                }
+            }
+            EndpointState::Established | EndpointState::Partial => {
+                if flags.syn() {
+                    ep.init_start_seq(first_seg_seq);
+                    ep.ack_seq = first_seg_seq;
+                    ep.last_seq = last_seq;
+                }
+            }
+            EndpointState::Reset => {
+                if flags.syn() && ep.prev_state == EndpointState::Inactive {
+                    ep.init_start_seq(first_seg_seq);
+                    ep.ack_seq = first_seg_seq;
+                    ep.last_seq = last_seq;
+                }
+            }
+            EndpointState::Closed => {}
+        }
+    }
+
+    fn update_history(&mut self, side: usize, flags: TcpFlags, rel_seq: u64, len: u64) {
+        let bits = flags.syn() as u8 + flags.fin() as u8 + flags.rst() as u8;
+        if bits > 1 {
+            if flags.fin() && flags.rst() {
+                self.check_history(side, HIST_FIN_RST, 'I');
+            } else {
+                self.check_history(side, HIST_MULTI_FLAG, 'Q');
+            }
+        } else if bits == 1 {
+            if flags.syn() {
+                let code = if flags.ack() { 'H' } else { 'S' };
+                if self.check_history(side, HIST_SYN, code) && rel_seq != self.ep[side].hist_last_syn {
+                    self.add_history(side, code);
+                }
+                self.ep[side].hist_last_syn = rel_seq;
+            }
+            if flags.fin() {
+                let at = rel_seq.wrapping_add(len);
+                if self.check_history(side, HIST_FIN, 'F') && at != self.ep[side].hist_last_fin {
+                    self.add_history(side, 'F');
+                }
+                self.ep[side].hist_last_fin = at;
+            }
+            if flags.rst() {
+                if self.check_history(side, HIST_RST, 'R') && rel_seq != self.ep[side].hist_last_rst {
+                    self.add_history(side, 'R');
+                }
+                self.ep[side].hist_last_rst = rel_seq;
+            }
+        } else if len > 0 {
+            self.check_history(side, HIST_DATA, 'D');
+        } else if flags.ack() {
+            self.check_history(side, HIST_ACK, 'A');
+        }
+    }
+
+    fn update_window(&mut self, side: usize, window: u16, flags: TcpFlags) {
+        // Zeek scales the window first; a scaled window is zero exactly when the raw one is.
+        let peer_closed = self.ep[1 - side].state == EndpointState::Closed;
+        if window == 0 && !flags.rst() && !peer_closed && self.ep[side].state != EndpointState::Reset {
+            self.scaled_history(side, 'W', |e| &mut e.win0);
+        }
+    }
+
+    fn update_last_seq(&mut self, side: usize, last_seq: u32, flags: TcpFlags, len: u32) -> i32 {
+        let ep = &mut self.ep[side];
+        let delta_last = seq_delta(last_seq, ep.last_seq);
+        if (flags.syn() || flags.rst()) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta_last) {
+            // Not trusted.
+        } else if flags.fin() && ep.last_seq == ep.start_seq32().wrapping_add(1) {
+            ep.update_last_seq(last_seq);
+        } else if ep.state == EndpointState::Reset {
+            // Nothing after a RST is trusted.
+        } else if delta_last > 0 {
+            ep.update_last_seq(last_seq);
+        } else if len > 0 {
+            self.scaled_history(side, 'T', |e| &mut e.rxmt);
+        }
+        delta_last
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update_state_machine(
+        &mut self,
+        ts: Timestamp,
+        side: usize,
+        base_seq: u32,
+        len: u32,
+        delta_last: i32,
+        is_orig: bool,
+        flags: TcpFlags,
+    ) -> (bool, bool) {
+        use EndpointState::*;
+        let peer_side = 1 - side;
+        let mut do_close = false;
+        let mut gen_event = false;
+        match self.ep[side].state {
+            Inactive => {
+                if flags.syn() {
+                    if is_orig {
+                        if flags.ack() {
+                            self.ep[side].set_state(SynAckSent);
+                        } else {
+                            self.ep[side].set_state(SynSent);
+                        }
+                        self.attempt_started.get_or_insert(ts);
+                    } else {
+                        if !flags.ack()
+                            && self.ep[peer_side].state == SynAckSent
+                            && base_seq == self.ep[side].start_seq32()
+                        {
+                            // A SYN/SYN-ACK reversal: flip and establish.
+                            self.is_partial = false;
+                            self.flip_roles();
+                            self.ep[peer_side].set_state(Established);
+                            self.set_first_packet_seen(true);
+                        }
+                        if self.ep[peer_side].state == SynSent {
+                            self.ep[peer_side].set_state(Established);
+                        }
+                        self.ep[side].set_state(Established);
+                    }
+                }
+                if flags.fin() {
+                    self.ep[side].set_state(Closed);
+                    do_close = true;
+                    gen_event = true;
+                }
+                if flags.rst() {
+                    self.ep[side].set_state(Reset);
+                    do_close = true;
+                }
+                if self.ep[side].state == Inactive {
+                    let orig_state = self.orig().state;
+                    if !is_orig && len == 0 && orig_state == SynSent {
+                        // An ACK of the SYN before the SYN/ACK: not a partial connection.
+                    } else if flags.ack() && self.ep[peer_side].state == Established {
+                        self.ep[side].set_state(Established);
+                        self.is_partial = false;
+                        self.set_first_packet_seen(is_orig);
+                    } else {
+                        self.ep[side].set_state(Partial);
+                    }
+                }
+            }
+            SynSent | SynAckSent => {
+                if flags.fin() {
+                    self.ep[side].set_state(Closed);
+                    do_close = true;
+                    gen_event = true;
+                }
+                if flags.rst() {
+                    self.ep[side].set_state(Reset);
+                    do_close = true;
+                }
+            }
+            Established | Partial => {
+                if flags.syn()
+                    && self.ep[side].state == Partial
+                    && self.ep[peer_side].state == Inactive
+                    && !flags.ack()
+                {
+                    self.ep[side].set_state(SynSent);
+                }
+                if flags.fin() && !flags.rst() {
+                    self.ep[side].set_state(Closed);
+                    let peer = &mut self.ep[peer_side];
+                    if peer.state == Reset && peer.prev_state == Closed {
+                        // FIN then RST from the peer: a normal termination after all.
+                        peer.set_state(Closed);
+                    }
+                    do_close = true;
+                    gen_event = true;
+                }
+                if flags.rst() {
+                    self.ep[side].set_state(Reset);
+                    do_close = true;
+                }
+            }
+            Closed => {
+                let _ = delta_last;
+                if flags.rst() && self.ep[peer_side].state != Closed {
+                    self.ep[side].set_state(Reset);
+                    if !self.ep[side].did_close {
+                        do_close = true;
+                    }
+                }
+            }
+            Reset => {}
+        }
+        (do_close, gen_event)
+    }
+
+    /// `TCP_Endpoint::AckReceived` on the data sender `side` (`TCP_Reassembler::AckReceived`).
+    fn ack_received(&mut self, side: usize, seq: u64) {
+        let mut seq = seq;
+        {
+            let ep = &self.ep[side];
+            if ep.fin_cnt > 0 && seq >= ep.fin_seq {
+                seq = ep.fin_seq.wrapping_sub(1);
+            }
+            if seq <= ep.reassembly.trim_seq {
+                return;
+            }
+        }
+        self.trim_to_seq(side, seq);
+    }
+
+    fn trim_to_seq(&mut self, side: usize, seq: u64) {
+        if seq > self.ep[side].reassembly.last_reassem_seq {
+            self.undelivered(side, seq);
+        }
+        let r = &mut self.ep[side].reassembly;
+        r.pending.retain(|&(_, upper)| upper > seq);
+        if r.pending.is_empty() && r.max_upper <= seq {
+            r.max_upper = 0;
+        }
+        r.held_bytes = r.max_upper.saturating_sub(seq);
+        if r.pending.first().is_some_and(|&(s, _)| s == r.last_reassem_seq) {
+            r.deliver_contiguous();
+        }
+        r.trim_seq = seq;
+    }
+
+    /// `TCP_Reassembler::Undelivered`: data up to `up_to_seq` is acknowledged but never seen.
+    fn undelivered(&mut self, side: usize, up_to_seq: u64) {
+        if up_to_seq <= 2 && self.is_partial {
+            // The first ACK of a partial connection (or one octet past a keep-alive): ignored,
+            // without moving the delivery point, as Zeek does.
+            return;
+        }
+        if !self.ep[side].reassembly.skip_deliveries {
+            loop {
+                let r = &self.ep[side].reassembly;
+                let last = r.last_reassem_seq;
+                let next = r.pending.iter().copied().find(|&(s, _)| s >= last && s < up_to_seq);
+                let Some((block_seq, _)) = next else { break };
+                self.gap(side, last, block_seq - last);
+                let r = &mut self.ep[side].reassembly;
+                r.last_reassem_seq = block_seq;
+                r.deliver_contiguous();
+            }
+            let last = self.ep[side].reassembly.last_reassem_seq;
+            if up_to_seq > last {
+                self.gap(side, last, up_to_seq - last);
+            }
+        }
+        let r = &mut self.ep[side].reassembly;
+        if up_to_seq > r.last_reassem_seq {
+            r.last_reassem_seq = up_to_seq;
+        }
+    }
+
+    /// `TCP_Reassembler::Gap`: counted only while both sides are cleanly established or closing.
+    fn gap(&mut self, side: usize, _seq: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        if self.ep[side].is_clean() && self.ep[1 - side].is_clean() {
+            self.scaled_history(side, 'G', |e| &mut e.gap);
+            self.ep[side].missed_bytes += len;
+        }
+    }
+
+    /// `TCP_Reassembler::DataSent` for payload at relative `seq`.
+    fn data_sent(&mut self, side: usize, seq: u64, len: u64) {
+        let (ack, no_data_acked) = {
+            let ep = &self.ep[side];
+            (ep.relative(ep.ack_seq, ep.ack_wraps), ep.no_data_acked())
+        };
+        let size = endpoint_size(&self.ep[side], &self.ep[1 - side]);
+        let r = &mut self.ep[side].reassembly;
+        if r.skip_deliveries {
+            return;
+        }
+        let mut seq = seq;
+        let upper = seq.saturating_add(len);
+        if seq < ack {
+            if upper <= ack {
+                return;
+            }
+            seq = ack;
+        }
+        // NewBlock.
+        if upper <= r.trim_seq {
+            return;
+        }
+        if seq < r.trim_seq {
+            seq = r.trim_seq;
+        }
+        if seq <= r.last_reassem_seq && upper > r.last_reassem_seq {
+            r.last_reassem_seq = upper;
+            r.deliver_contiguous();
+        } else if seq > r.last_reassem_seq {
+            r.insert_pending(seq, upper);
+        }
+        r.max_upper = r.max_upper.max(upper);
+        r.held_bytes = r.max_upper.saturating_sub(r.trim_seq);
+        if no_data_acked && size > MAX_INITIAL_WINDOW {
+            // Much data and no ACK: the peer's ACKs are not visible; stop holding delivered data.
+            let at = r.last_reassem_seq;
+            if at > r.trim_seq {
+                r.trim_seq = at;
+                r.held_bytes = r.max_upper.saturating_sub(at);
+            }
+        }
+        if (no_data_acked && r.undelivered_bytes() > MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS)
+            || r.held_bytes > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
+            || r.pending.len() > MAX_BLOCKS
+        {
+            r.clear();
+            r.skip_deliveries = true;
+        }
+    }
+}
+
+/// Zeek's `/^\^?S[^HAFGIQ]*R.*/` on the whole history.
+fn history_is_rstos0(history: &str) -> bool {
+    let h = history.strip_prefix('^').unwrap_or(history);
+    let Some(rest) = h.strip_prefix('S') else { return false };
+    for c in rest.chars() {
+        if c == 'R' {
+            return true;
+        }
+        if "HAFGIQ".contains(c) {
+            return false;
+        }
+    }
+    false
+}
