@@ -12,6 +12,8 @@ pub mod decode;
 pub mod dispatch;
 pub mod error;
 pub mod flow;
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

@@ -1,5 +1,8 @@
 //! Command-line interface: argument parsing and wiring; the only place that reads the clock.
 
+#[cfg(target_os = "linux")]
+pub mod capture;
+
 use crate::pipeline::{analyze, AnalyzeConfig, Progress, RunReport};
 use crate::tcp::EngineConfig;
 use anyhow::Context;
@@ -22,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Analyse pcap/pcapng files and write Parquet `events` and `flows` datasets.
     Analyze(AnalyzeArgs),
+    /// Capture live on network interfaces (AF_PACKET, Linux) and write the same datasets.
+    #[cfg(target_os = "linux")]
+    Capture(capture::CaptureArgs),
 }
 
 /// Engine settings shared by `analyze` and `capture`.
@@ -88,6 +94,8 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => run_analyze(args),
+        #[cfg(target_os = "linux")]
+        Command::Capture(args) => capture::run_capture(args),
     }
 }
 
