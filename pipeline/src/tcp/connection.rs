@@ -118,8 +118,10 @@ impl Connection {
     }
 
     /// The first packet of this connection reused the 4-tuple of the flow that began at `previous`.
+    /// Its first packet (the SYN about to be analysed) gets a `port_reuse` event, as Wireshark's
+    /// `reused_ports`, with `ref_packet` = `previous_first_packet`.
     pub(crate) fn mark_port_reuse(&mut self, previous_first_packet: u64) {
-        let _ = previous_first_packet;
+        self.analysis.mark_port_reuse(previous_first_packet);
     }
 
     /// Whether both FINs or an RST were seen, or one side closed while the other never sent a
