@@ -190,7 +190,15 @@ impl Engine {
         let config = self.config;
         let conn = self.slots[slot as usize].as_mut().expect("live slot");
         let flow_id = conn.flow_id();
+        let before = conn.deadline(&config);
         let (direction, analysis) = conn.on_segment(seg, side, &config, &mut self.output.events);
+        // Timer entries may run early (they are re-checked) but never late: when this packet
+        // brought the deadline forward (a close, an attempt timer), schedule it.
+        let after = conn.deadline(&config);
+        if after < before {
+            let generation = conn.generation();
+            self.timers.push(Reverse((after.as_nanos(), slot, generation)));
+        }
         SegmentVerdict { flow_id, direction, analysis }
     }
 

@@ -220,6 +220,8 @@ pub struct FlowSummary {
     /// Start of a pending connection attempt (the originator's first SYN), until it is answered
     /// or its timer has run.
     attempt_start: Option<Timestamp>,
+    /// The attempt timer ran (Zeek runs it once per connection).
+    attempt_timer_spent: bool,
 }
 
 impl FlowSummary {
@@ -278,7 +280,7 @@ impl FlowSummary {
             }
         }
         if let Some(z) = &self.zeek {
-            if self.attempt_start.is_none() {
+            if self.attempt_start.is_none() && !self.attempt_timer_spent {
                 self.attempt_start = z.attempt_started();
             }
         }
@@ -350,6 +352,7 @@ impl FlowSummary {
         let expired = self.zeek.as_ref().is_some_and(ZeekConnection::attempt_expired);
         if !expired {
             self.attempt_start = None;
+            self.attempt_timer_spent = true;
         }
         expired
     }
