@@ -326,7 +326,14 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
         let packet_numbers = Arc::new(AtomicU64::new(0));
         let mut group = None;
         for _ in 0..readers_per_interface {
-            let socket = PacketSocket::open(interface, &config.ring, programs[source_index].as_ref(), config.promiscuous, group)?;
+            let socket = PacketSocket::open(
+                interface,
+                &config.ring,
+                programs[source_index].as_ref(),
+                config.promiscuous,
+                group,
+                os::is_loopback(interface),
+            )?;
             if group.is_none() {
                 group = Some(socket.fanout_id()?);
             }

@@ -83,3 +83,9 @@ pub fn interface_link_type(interface: &str) -> Result<LinkType, CaptureError> {
         other => Err(CaptureError::UnsupportedLink { interface: interface.to_owned(), arphrd: other.unwrap_or(0) }),
     }
 }
+
+/// Whether `interface` is a loopback (ARPHRD_LOOPBACK): it shows every packet twice, once sent
+/// and once received.
+pub fn is_loopback(interface: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{interface}/type")).is_ok_and(|t| t.trim() == "772")
+}

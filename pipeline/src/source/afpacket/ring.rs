@@ -111,13 +111,15 @@ impl PacketSocket {
     /// Opens a socket on `interface`: protocol 0 (nothing is queued yet), TPACKET_V3, the filter,
     /// the ring and its mapping, then `bind` with `ETH_P_ALL`, promiscuous membership if asked,
     /// and membership of the fanout group (`fanout_id` `None`: create a new group and return its
-    /// id through [`PacketSocket::fanout_id`]).
+    /// id through [`PacketSocket::fanout_id`]). `ignore_outgoing` asks the kernel not to deliver
+    /// packets this host sends (on a loopback interface each packet would otherwise come twice).
     pub fn open(
         interface: &str,
         ring: &RingConfig,
         filter: Option<&BpfProgram>,
         promiscuous: bool,
         fanout_id: Option<u16>,
+        ignore_outgoing: bool,
     ) -> Result<PacketSocket, CaptureError> {
         let index = interface_index(interface)?;
         ring.validate().map_err(|message| CaptureError::Ring { interface: interface.to_owned(), message })?;
@@ -132,6 +134,10 @@ impl PacketSocket {
         let io = |what: &'static str| move |source: io::Error| CaptureError::Io { interface: interface.to_owned(), what, source };
 
         set_option(raw, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3).map_err(io("selecting TPACKET_V3"))?;
+        if ignore_outgoing {
+            let one: libc::c_int = 1;
+            set_option(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one).map_err(io("ignoring outgoing packets"))?;
+        }
         if let Some(program) = filter {
             attach(raw, program).map_err(io("attaching the capture filter"))?;
         }

@@ -9,6 +9,7 @@ pub const PACKET_RX_RING: libc::c_int = 5;
 pub const PACKET_STATISTICS: libc::c_int = 6;
 pub const PACKET_VERSION: libc::c_int = 10;
 pub const PACKET_FANOUT: libc::c_int = 18;
+pub const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 pub const PACKET_MR_PROMISC: libc::c_ushort = 1;
 pub const TPACKET_V3: libc::c_int = 2;
 
