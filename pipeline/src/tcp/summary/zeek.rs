@@ -126,8 +126,6 @@ struct Reassembly {
     pending: Vec<(u64, u64)>,
     /// Highest upper edge of any block held (Zeek's `LastBlock().upper`), 0 when none.
     max_upper: u64,
-    /// Bytes held (delivered but unacknowledged, plus pending), approximately.
-    held_bytes: u64,
     skip_deliveries: bool,
 }
 
@@ -138,7 +136,6 @@ impl Default for Reassembly {
             trim_seq: 1,
             pending: Vec::new(),
             max_upper: 0,
-            held_bytes: 0,
             skip_deliveries: false,
         }
     }
@@ -148,7 +145,13 @@ impl Reassembly {
     fn clear(&mut self) {
         self.pending.clear();
         self.max_upper = 0;
-        self.held_bytes = 0;
+    }
+
+    /// Bytes held: delivered but not yet acknowledged, plus the blocks above a hole (Zeek's
+    /// `DataSize`).
+    fn held_bytes(&self) -> u64 {
+        let delivered = self.last_reassem_seq.saturating_sub(self.trim_seq);
+        delivered + self.pending.iter().map(|&(s, u)| u - s).sum::<u64>()
     }
 
     fn undelivered_bytes(&self) -> u64 {
@@ -834,7 +837,6 @@ impl ZeekConnection {
         if r.pending.is_empty() && r.max_upper <= seq {
             r.max_upper = 0;
         }
-        r.held_bytes = r.max_upper.saturating_sub(seq);
         if r.pending.first().is_some_and(|&(s, _)| s == r.last_reassem_seq) {
             r.deliver_contiguous();
         }
@@ -914,17 +916,15 @@ impl ZeekConnection {
             r.insert_pending(seq, upper);
         }
         r.max_upper = r.max_upper.max(upper);
-        r.held_bytes = r.max_upper.saturating_sub(r.trim_seq);
         if no_data_acked && size > MAX_INITIAL_WINDOW {
             // Much data and no ACK: the peer's ACKs are not visible; stop holding delivered data.
             let at = r.last_reassem_seq;
             if at > r.trim_seq {
                 r.trim_seq = at;
-                r.held_bytes = r.max_upper.saturating_sub(at);
             }
         }
         if (no_data_acked && r.undelivered_bytes() > MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS)
-            || r.held_bytes > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
+            || r.held_bytes() > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
             || r.pending.len() > MAX_BLOCKS
         {
             r.clear();
