@@ -947,3 +947,363 @@ fn history_is_rstos0(history: &str) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpOptions;
+
+    const CLIENT: &str = "10.0.0.1";
+    const SERVER: &str = "10.0.0.2";
+    const CISN: u32 = 1000;
+    const SISN: u32 = 5000;
+
+    /// One packet of a scripted conversation.
+    struct P {
+        from_client: bool,
+        flags: &'static str,
+        seq: u32,
+        ack: u32,
+        len: u32,
+        window: u16,
+    }
+
+    fn p(from_client: bool, flags: &'static str, seq: u32, ack: u32, len: u32) -> P {
+        P { from_client, flags, seq, ack, len, window: 1000 }
+    }
+    fn c(flags: &'static str, seq: u32, ack: u32, len: u32) -> P {
+        p(true, flags, seq, ack, len)
+    }
+    fn s(flags: &'static str, seq: u32, ack: u32, len: u32) -> P {
+        p(false, flags, seq, ack, len)
+    }
+
+    fn flags_of(text: &str) -> u16 {
+        text.chars()
+            .map(|ch| match ch {
+                'S' => TcpFlags::SYN,
+                'A' => TcpFlags::ACK,
+                'F' => TcpFlags::FIN,
+                'R' => TcpFlags::RST,
+                'P' => TcpFlags::PSH,
+                _ => panic!("flag {ch}"),
+            })
+            .fold(0, |a, b| a | b)
+    }
+
+    /// Runs packets 1 ms apart between CLIENT:`cport` and SERVER:`sport`. The engine's originator
+    /// is the client, as `Connection` would choose for these scripts.
+    fn run_ports(cport: u16, sport: u16, packets: &[P]) -> ZeekConnection {
+        let mut zc: Option<ZeekConnection> = None;
+        for (i, pk) in packets.iter().enumerate() {
+            let (src, sp, dst, dp) =
+                if pk.from_client { (CLIENT, cport, SERVER, sport) } else { (SERVER, sport, CLIENT, cport) };
+            let seg = Segment {
+                ts: Timestamp::from_secs_nanos(1_000, i as u64 * 1_000_000),
+                packet_number: i as u64 + 1,
+                source_index: 0,
+                src_ip: src.parse().unwrap(),
+                dst_ip: dst.parse().unwrap(),
+                src_port: sp,
+                dst_port: dp,
+                seq: pk.seq,
+                ack: pk.ack,
+                flags: TcpFlags(flags_of(pk.flags)),
+                window: pk.window,
+                payload_len: pk.len,
+                captured_payload_len: pk.len,
+                ip_len: 40 + pk.len,
+                ttl: 64,
+                ip_id: 0,
+                vlan: None,
+                options: TcpOptions::default(),
+            };
+            let dir = if pk.from_client { Direction::Orig } else { Direction::Resp };
+            zc.get_or_insert_with(|| ZeekConnection::new(&seg, dir)).on_segment(&seg, dir);
+        }
+        zc.expect("at least one packet")
+    }
+
+    fn run(packets: &[P]) -> ZeekConnection {
+        run_ports(40000, 5001, packets)
+    }
+
+    fn handshake() -> Vec<P> {
+        vec![c("S", CISN, 0, 0), s("SA", SISN, CISN + 1, 0), c("A", CISN + 1, SISN + 1, 0)]
+    }
+
+    fn with(mut v: Vec<P>, more: Vec<P>) -> Vec<P> {
+        v.extend(more);
+        v
+    }
+
+    fn check(packets: &[P], state: &str, history: &str) {
+        let z = run(packets);
+        assert_eq!((z.conn_state(), z.history()), (state, history));
+    }
+
+    // ---- conn_state -------------------------------------------------------------------------
+
+    #[test]
+    fn s0_attempt_without_reply() {
+        check(&[c("S", CISN, 0, 0)], "S0", "S");
+    }
+
+    #[test]
+    fn s1_established_not_closed() {
+        check(&handshake(), "S1", "ShA");
+        // The SYN/ACK alone already moves both sides to established.
+        check(&[c("S", CISN, 0, 0), s("SA", SISN, CISN + 1, 0)], "S1", "Sh");
+    }
+
+    #[test]
+    fn sf_normal_close() {
+        let v = with(
+            handshake(),
+            vec![
+                c("FA", CISN + 1, SISN + 1, 0),
+                s("FA", SISN + 1, CISN + 2, 0),
+                c("A", CISN + 2, SISN + 2, 0),
+            ],
+        );
+        check(&v, "SF", "ShAFf");
+    }
+
+    #[test]
+    fn rej_syn_answered_by_rst() {
+        check(&[c("S", CISN, 0, 0), s("RA", 0, CISN + 1, 0)], "REJ", "Sr");
+    }
+
+    #[test]
+    fn s2_and_s3_half_closes() {
+        check(&with(handshake(), vec![c("FA", CISN + 1, SISN + 1, 0)]), "S2", "ShAF");
+        check(&with(handshake(), vec![s("FA", SISN + 1, CISN + 1, 0)]), "S3", "ShAf");
+    }
+
+    #[test]
+    fn rsto_and_rstr_aborts() {
+        check(&with(handshake(), vec![c("RA", CISN + 1, SISN + 1, 0)]), "RSTO", "ShAR");
+        check(&with(handshake(), vec![s("RA", SISN + 1, CISN + 1, 0)]), "RSTR", "ShAr");
+    }
+
+    #[test]
+    fn rstos0_syn_then_rst_from_originator() {
+        check(&[c("S", CISN, 0, 0), c("R", CISN + 1, 0, 0)], "RSTOS0", "SR");
+    }
+
+    #[test]
+    fn oth_midstream_and_originator_rst_without_syn() {
+        check(&[c("PA", CISN, SISN, 10), s("A", SISN, CISN + 10, 0)], "OTH", "Da");
+        // A RST from a mid-stream originator is not RSTOS0: the history has no leading S.
+        check(&[c("PA", CISN, SISN, 10), c("R", CISN + 10, 0, 0)], "OTH", "DR");
+    }
+
+    #[test]
+    fn rstrh_and_shr_responder_without_syn() {
+        // A SYN/ACK from port 80 first: Zeek makes its receiver the originator at once (`^`).
+        let z = run_ports(40000, 80, &[s("SA", SISN, CISN + 1, 0), s("R", SISN + 1, 0, 0)]);
+        assert_eq!((z.conn_state(), z.history()), ("RSTRH", "^hr"));
+        let z = run_ports(40000, 80, &[s("SA", SISN, CISN + 1, 0), s("FA", SISN + 1, CISN + 1, 0)]);
+        assert_eq!((z.conn_state(), z.history()), ("SHR", "^hf"));
+    }
+
+    #[test]
+    fn sh_originator_syn_then_fin() {
+        check(&[c("S", CISN, 0, 0), c("F", CISN + 1, 0, 0)], "SH", "SF");
+    }
+
+    // ---- history letters ----------------------------------------------------------------------
+
+    #[test]
+    fn syn_letters_repeat_only_with_a_new_sequence_number() {
+        check(&[c("S", CISN, 0, 0), c("S", CISN, 0, 0)], "S0", "S");
+        // A SYN with a new ISN while the attempt is pending restarts the sequence space (Zeek's
+        // SYN_seq_jump), so it is not a new letter; after a RST it is.
+        check(&[c("S", CISN, 0, 0), c("S", CISN + 77, 0, 0)], "S0", "S");
+        assert_eq!(run(&[c("S", CISN, 0, 0), c("R", CISN + 1, 0, 0), c("S", CISN + 77, 0, 0)]).history(), "SRS");
+        // The responder's own pure SYN is a lower-case s (simultaneous open).
+        let z = run(&[c("S", CISN, 0, 0), s("S", SISN, 0, 0)]);
+        assert_eq!(z.history(), "Ss");
+        let z = run(&[c("S", CISN, 0, 0), s("SA", SISN, CISN + 1, 0), s("SA", SISN, CISN + 1, 0)]);
+        assert_eq!(z.history(), "Sh");
+        let z = run(&[
+            c("S", CISN, 0, 0),
+            s("SA", SISN, CISN + 1, 0),
+            s("R", SISN + 1, 0, 0),
+            s("SA", SISN + 9, CISN + 1, 0),
+        ]);
+        assert_eq!(z.history(), "Shrh");
+    }
+
+    #[test]
+    fn ack_and_data_letters_appear_once_per_direction() {
+        let v = with(
+            handshake(),
+            vec![
+                c("A", CISN + 1, SISN + 1, 0),
+                c("PA", CISN + 1, SISN + 1, 10),
+                c("PA", CISN + 11, SISN + 1, 10),
+                s("PA", SISN + 1, CISN + 21, 5),
+                s("PA", SISN + 6, CISN + 21, 5),
+                s("A", SISN + 11, CISN + 21, 0),
+            ],
+        );
+        check(&v, "S1", "ShADda");
+        let z = run(&[c("PA", CISN, SISN, 10), s("A", SISN, CISN + 10, 0), s("A", SISN, CISN + 10, 0)]);
+        assert_eq!(z.history(), "Da");
+    }
+
+    #[test]
+    fn fin_letters_repeat_when_the_fin_moves() {
+        let v = with(handshake(), vec![c("FA", CISN + 1, SISN + 1, 0), c("FA", CISN + 1, SISN + 1, 0)]);
+        check(&v, "S2", "ShAF");
+        // A FIN after more data is a new FIN.
+        let v = with(
+            handshake(),
+            vec![c("FA", CISN + 1, SISN + 1, 0), c("FPA", CISN + 1, SISN + 1, 5)],
+        );
+        assert_eq!(run(&v).history(), "ShAFF");
+    }
+
+    #[test]
+    fn rst_letters_repeat_when_the_sequence_number_changes() {
+        let v = with(handshake(), vec![c("R", CISN + 1, 0, 0), c("R", CISN + 1, 0, 0), c("R", CISN + 50, 0, 0)]);
+        check(&v, "RSTO", "ShARR");
+    }
+
+    #[test]
+    fn fin_rst_together_is_i_and_other_flag_mixes_are_q() {
+        let z = run(&with(handshake(), vec![c("FRA", CISN + 1, SISN + 1, 0)]));
+        assert_eq!(z.history(), "ShAI");
+        let z = run(&[c("SF", CISN, 0, 0)]);
+        assert_eq!(z.history(), "Q");
+        let z = run(&[c("S", CISN, 0, 0), s("SRA", SISN, CISN + 1, 0)]);
+        assert_eq!(z.history(), "Sq");
+    }
+
+    fn retransmissions(n: usize) -> String {
+        let mut v = with(handshake(), vec![c("PA", CISN + 1, SISN + 1, 100)]);
+        for _ in 0..n {
+            v.push(c("PA", CISN + 1, SISN + 1, 100));
+        }
+        run(&v).history().to_owned()
+    }
+
+    #[test]
+    fn retransmission_letters_follow_the_power_of_ten_rule() {
+        assert_eq!(retransmissions(1), "ShADT");
+        assert_eq!(retransmissions(9), "ShADT");
+        assert_eq!(retransmissions(10), "ShADTT");
+        assert_eq!(retransmissions(99), "ShADTT");
+        assert_eq!(retransmissions(100), "ShADTTT");
+        // The responder's retransmissions are lower case.
+        let v = with(
+            handshake(),
+            vec![s("PA", SISN + 1, CISN + 1, 10), s("PA", SISN + 1, CISN + 1, 10)],
+        );
+        assert_eq!(run(&v).history(), "ShAdt");
+    }
+
+    #[test]
+    fn zero_window_letters_follow_the_power_of_ten_rule() {
+        let mut v = handshake();
+        for _ in 0..10 {
+            v.push(P { window: 0, ..s("A", SISN + 1, CISN + 1, 0) });
+        }
+        // The pure-ACK letter comes first (history before window), then w at the 1st and 10th.
+        assert_eq!(run(&v).history(), "ShAaww");
+        // Not with a RST.
+        let v = with(handshake(), vec![P { window: 0, ..c("RA", CISN + 1, SISN + 1, 0) }]);
+        assert_eq!(run(&v).history(), "ShAR");
+    }
+
+    #[test]
+    fn content_gap_letter_and_missed_bytes() {
+        let v = with(
+            handshake(),
+            vec![
+                c("PA", CISN + 1, SISN + 1, 100),
+                // 100 bytes never captured, then the next segment.
+                c("PA", CISN + 201, SISN + 1, 100),
+                s("A", SISN + 1, CISN + 301, 0),
+            ],
+        );
+        let z = run(&v);
+        assert_eq!(z.history(), "ShADaG");
+        assert_eq!(z.missed_bytes_by_engine_direction(), [100, 0]);
+        // orig_bytes come from the sequence span, so the unseen bytes count too.
+        assert_eq!(z.sizes(), (300, 0));
+    }
+
+    #[test]
+    fn no_gap_is_counted_for_an_ack_in_a_rst() {
+        let v = with(
+            handshake(),
+            vec![c("PA", CISN + 1, SISN + 1, 100), s("RA", SISN + 1, CISN + 501, 0)],
+        );
+        let z = run(&v);
+        assert_eq!(z.history(), "ShADr");
+        assert_eq!(z.missed_bytes_by_engine_direction(), [0, 0]);
+    }
+
+    #[test]
+    fn flip_letter_for_a_syn_ack_first_connection() {
+        // From a likely server port: flipped at once.
+        let z = run_ports(40000, 80, &[s("SA", SISN, CISN + 1, 0)]);
+        assert_eq!((z.history(), z.conn_state(), z.flipped_against_engine()), ("^h", "OTH", false));
+        // From another port: the SYN/ACK sender stays originator until productive traffic.
+        let z = run(&[s("SA", SISN, CISN + 1, 0)]);
+        assert_eq!((z.history(), z.flipped_against_engine()), ("H", true));
+        let z = run(&[s("SA", SISN, CISN + 1, 0), c("A", CISN + 1, SISN + 1, 0)]);
+        assert_eq!((z.history(), z.flipped_against_engine()), ("^hA", false));
+    }
+
+    #[test]
+    fn midstream_port_heuristic() {
+        let seg_from = |sp: u16, dp: u16, flags: u16| Segment {
+            ts: Timestamp::ZERO,
+            packet_number: 1,
+            source_index: 0,
+            src_ip: SERVER.parse().unwrap(),
+            dst_ip: CLIENT.parse().unwrap(),
+            src_port: sp,
+            dst_port: dp,
+            seq: 1,
+            ack: 1,
+            flags: TcpFlags(flags),
+            window: 1,
+            payload_len: 1,
+            captured_payload_len: 1,
+            ip_len: 41,
+            ttl: 64,
+            ip_id: 0,
+            vlan: None,
+            options: TcpOptions::default(),
+        };
+        assert!(wants_flip(&seg_from(80, 40000, TcpFlags::ACK)));
+        assert!(!wants_flip(&seg_from(40000, 80, TcpFlags::ACK)));
+        assert!(!wants_flip(&seg_from(80, 40000, TcpFlags::SYN)));
+        // Both likely: flip only a non-SYN from the lower port.
+        assert!(wants_flip(&seg_from(22, 80, TcpFlags::ACK)));
+        assert!(!wants_flip(&seg_from(80, 22, TcpFlags::ACK)));
+        assert!(!wants_flip(&seg_from(22, 80, TcpFlags::SYN | TcpFlags::ACK)));
+    }
+
+    #[test]
+    fn attempt_timer_expires_only_while_unanswered() {
+        let z = run(&[c("S", CISN, 0, 0), c("PA", CISN + 1, 0, 10)]);
+        assert!(z.attempt_started().is_some());
+        assert!(z.attempt_expired());
+        let z = run(&[c("S", CISN, 0, 0), s("SA", SISN, CISN + 1, 0)]);
+        assert!(!z.attempt_expired());
+    }
+
+    #[test]
+    fn close_complete_rules() {
+        assert!(!run(&handshake()).close_complete());
+        assert!(run(&with(handshake(), vec![c("RA", CISN + 1, SISN + 1, 0)])).close_complete());
+        assert!(!run(&with(handshake(), vec![c("FA", CISN + 1, SISN + 1, 0)])).close_complete());
+        // One side closed and the other never sent anything (half-duplex capture).
+        assert!(run(&[c("PA", CISN, SISN, 10), c("FA", CISN + 10, SISN, 0)]).close_complete());
+    }
+}
