@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages: libpcap (BPF filter compiler for live capture), iproute2 (network namespaces
-# for the live tests), tcpdump/tcpreplay (replay and comparison), a C compiler (the C plugin test).
-APT_PACKAGES="libpcap-dev iproute2 tcpdump tcpreplay gcc python3-venv"
+# for the live tests), tcpdump/tcpreplay (replay and comparison), curl and ethtool (live HTTP test,
+# veth offloads off), a C compiler (the C plugin test).
+APT_PACKAGES="libpcap-dev iproute2 tcpdump tcpreplay gcc python3-venv curl ethtool"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
