@@ -335,3 +335,4 @@ fn wireshark_conformance() {
     }
     assert!(failures.is_empty(), "conformance goal missed:\n  {}", failures.join("\n  "));
 }
+

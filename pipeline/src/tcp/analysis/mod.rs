@@ -59,8 +59,8 @@ pub struct PacketAnalysis {
     pub rto_ns: Option<u64>,
     /// For a retransmission: the reference transmission's packet number (Wireshark's `rto_frame`).
     pub rto_ref_packet: Option<u64>,
-    /// Sequence space sent and not yet acknowledged, per direction (index = `Direction::index`),
-    /// after this packet: `nextseq − peer's last ACK`, when both are known.
+    /// On RST packets only: sequence space each direction (index = `Direction::index`) sent and
+    /// has not had acknowledged, from the remembered unacknowledged segments.
     pub unacked_bytes: [Option<u32>; 2],
 }
 
@@ -307,11 +307,12 @@ impl SequenceAnalysis {
             }
             fwd.is_first_ack = false;
         }
-        for d in [Direction::Orig, Direction::Resp] {
-            let (this, peer) = (&self.dirs[d.index()], &self.dirs[d.reverse().index()]);
-            if this.nextseq != 0 && peer.base_set && peer.lastack_time != 0 {
-                let n = this.nextseq.wrapping_sub(peer.lastack);
-                result.unacked_bytes[d.index()] = (n < 0x8000_0000).then_some(n);
+        if flags_in.rst() {
+            // Only where a story needs it (a reset): the span of what each side has not had
+            // acknowledged, from the remembered segments.
+            for d in [Direction::Orig, Direction::Resp] {
+                let this = &self.dirs[d.index()];
+                result.unacked_bytes[d.index()] = Some(this.span_in_flight().unwrap_or(0));
             }
         }
 
