@@ -15,6 +15,8 @@ pub mod flow;
 #[cfg(target_os = "linux")]
 pub mod live;
 pub mod pipeline;
+#[allow(unsafe_code)] // loading plugins: every block says why it is sound
+pub mod plugin_host;
 pub mod sink;
 pub mod source;
 pub mod stats;

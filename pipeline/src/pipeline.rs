@@ -7,7 +7,8 @@ use crate::sink::{ParquetSink, SinkConfig, SinkCounters};
 use crate::source::pcap::CaptureFile;
 use crate::stats::{ReadCounters, WorkerCounters};
 use crate::tcp::{CloseReason, EngineConfig};
-use crate::worker::{run_worker_observed, SinkMessage, WorkerMessage};
+use crate::plugin_host::PluginSet;
+use crate::worker::{run_worker_with_plugins, SinkMessage, WorkerMessage};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,16 @@ impl Progress for NoProgress {}
 
 /// Runs the offline pipeline over `config.inputs`.
 pub fn analyze(config: &AnalyzeConfig, progress: &mut dyn Progress) -> Result<RunReport, SinkError> {
+    analyze_with_plugins(config, None, progress)
+}
+
+/// [`analyze`] with detector plugins, loaded for `config.workers` workers
+/// ([`PluginSet::load`]).
+pub fn analyze_with_plugins(
+    config: &AnalyzeConfig,
+    plugins: Option<Arc<PluginSet>>,
+    progress: &mut dyn Progress,
+) -> Result<RunReport, SinkError> {
     let workers = config.workers.max(1);
     let sources: Vec<String> = config
         .inputs
@@ -82,7 +93,7 @@ pub fn analyze(config: &AnalyzeConfig, progress: &mut dyn Progress) -> Result<Ru
     let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     // Leave the first core to the reader when there is more than one.
     let worker_cores = (0..workers).map(|w| (!cores.is_empty()).then(|| cores[(w + 1) % cores.len()])).collect();
-    let backend = Backend::start(sink, config.engine, workers, worker_cores);
+    let backend = Backend::start_with_plugins(sink, config.engine, workers, worker_cores, plugins);
 
     let mut report = RunReport::default();
     let mut dispatcher = Dispatcher::new(backend.queues.clone(), Backpressure::Block, Some(backend.recycled.clone()));
@@ -150,8 +161,26 @@ pub struct Backend {
 impl Backend {
     /// Starts `workers` workers (each pinned to its entry of `worker_cores`, if any) over `sink`.
     /// `engine.max_flows` is the total, split across workers.
-    pub fn start(mut sink: ParquetSink, engine: EngineConfig, workers: usize, worker_cores: Vec<Option<core_affinity::CoreId>>) -> Backend {
+    pub fn start(sink: ParquetSink, engine: EngineConfig, workers: usize, worker_cores: Vec<Option<core_affinity::CoreId>>) -> Backend {
+        Backend::start_with_plugins(sink, engine, workers, worker_cores, None)
+    }
+
+    /// [`Backend::start`] with detector plugins: each worker creates its instances of `plugins`
+    /// on its own thread. `plugins` must have been loaded for `workers` workers.
+    ///
+    /// # Panics
+    /// When `plugins` was loaded for another number of workers (a programming error).
+    pub fn start_with_plugins(
+        mut sink: ParquetSink,
+        engine: EngineConfig,
+        workers: usize,
+        worker_cores: Vec<Option<core_affinity::CoreId>>,
+        plugins: Option<Arc<PluginSet>>,
+    ) -> Backend {
         let workers = workers.max(1);
+        if let Some(set) = &plugins {
+            assert_eq!(set.workers(), workers, "plugins were loaded for {} workers, the backend runs {workers}", set.workers());
+        }
         let mut engine_config = engine;
         engine_config.max_flows = engine.max_flows.div_ceil(workers).max(1);
         let gauges = Arc::new(BackendGauges {
@@ -169,6 +198,7 @@ impl Backend {
             let recycle = recycle_tx.clone();
             let core = worker_cores.get(w).copied().flatten();
             let gauges = gauges.clone();
+            let plugins = plugins.clone().map(|set| (set, w));
             handles.push(
                 thread::Builder::new()
                     .name(format!("tcpscope-worker-{w}"))
@@ -176,7 +206,7 @@ impl Backend {
                         if let Some(core) = core {
                             core_affinity::set_for_current(core);
                         }
-                        run_worker_observed(engine_config, rx, sink_tx, Some(recycle), Some(&gauges.active_flows[w]))
+                        run_worker_with_plugins(engine_config, rx, sink_tx, Some(recycle), Some(&gauges.active_flows[w]), plugins)
                     })
                     .expect("spawning a worker thread"),
             );

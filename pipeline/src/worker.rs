@@ -5,7 +5,9 @@ use crate::decode::Segment;
 use crate::stats::WorkerCounters;
 use crate::tcp::{CloseReason, Engine, EngineConfig, Event, FlowRecord};
 use crate::time::Timestamp;
+use crate::plugin_host::{PluginSet, WorkerPlugins};
 use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a worker receives.
@@ -50,29 +52,58 @@ pub fn run_worker_observed(
     recycle: Option<Sender<Vec<Segment>>>,
     active_flows: Option<&AtomicU64>,
 ) -> WorkerCounters {
+    run_worker_with_plugins(config, input, sink, recycle, active_flows, None)
+}
+
+/// [`run_worker_observed`] with detector plugins: `plugins` is the run's plugin set and this
+/// worker's index. The worker creates its plugin instances here, on its own thread, and calls
+/// them after the engine for each segment, on flow end, on tick, and at finish.
+pub fn run_worker_with_plugins(
+    config: EngineConfig,
+    input: Receiver<WorkerMessage>,
+    sink: Sender<SinkMessage>,
+    recycle: Option<Sender<Vec<Segment>>>,
+    active_flows: Option<&AtomicU64>,
+    plugins: Option<(Arc<PluginSet>, usize)>,
+) -> WorkerCounters {
     let mut engine = Engine::new(config);
+    let mut plugins = plugins.map(|(set, worker)| WorkerPlugins::create(set, worker, &mut engine.output.events));
     let mut counters = WorkerCounters::default();
     let mut finish_reason = CloseReason::EndOfInput;
     for message in input.iter() {
         match message {
             WorkerMessage::Segments(mut batch) => {
-                for seg in &batch {
-                    engine.handle_segment(seg);
+                match plugins.as_mut() {
+                    None => {
+                        for seg in &batch {
+                            engine.handle_segment(seg);
+                        }
+                    }
+                    Some(p) => {
+                        for seg in &batch {
+                            let verdict = engine.handle_segment_verdict(seg);
+                            p.after_segment(seg, &verdict, &mut engine.output);
+                        }
+                    }
                 }
                 batch.clear();
                 if let Some(r) = &recycle {
                     let _ = r.try_send(batch);
                 }
                 if engine.output.events.len() >= OUTPUT_BATCH_ROWS || engine.output.flows.len() >= OUTPUT_BATCH_ROWS {
-                    drain(&mut engine, &sink, &mut counters);
+                    drain(&mut engine, &sink, &mut counters, plugins.as_mut());
                 }
             }
             WorkerMessage::Tick(ts) => {
                 engine.advance_time(ts);
+                if let Some(p) = plugins.as_mut() {
+                    p.catch_up_flows(&mut engine.output);
+                    p.tick(engine.now(), &mut engine.output.events);
+                }
                 if let Some(gauge) = active_flows {
                     gauge.store(engine.active_flows() as u64, Ordering::Relaxed);
                 }
-                drain(&mut engine, &sink, &mut counters);
+                drain(&mut engine, &sink, &mut counters, plugins.as_mut());
             }
             WorkerMessage::Finish(reason) => {
                 finish_reason = reason;
@@ -81,12 +112,19 @@ pub fn run_worker_observed(
         }
     }
     engine.finish(finish_reason);
-    drain(&mut engine, &sink, &mut counters);
+    if let Some(p) = plugins.as_mut() {
+        p.catch_up_flows(&mut engine.output);
+        p.finish(&mut engine.output.events);
+    }
+    drain(&mut engine, &sink, &mut counters, plugins.as_mut());
     counters.engine = engine.counters();
     counters
 }
 
-fn drain(engine: &mut Engine, sink: &Sender<SinkMessage>, counters: &mut WorkerCounters) {
+fn drain(engine: &mut Engine, sink: &Sender<SinkMessage>, counters: &mut WorkerCounters, mut plugins: Option<&mut WorkerPlugins>) {
+    if let Some(p) = plugins.as_deref_mut() {
+        p.catch_up_flows(&mut engine.output);
+    }
     if !engine.output.events.is_empty() {
         let events = std::mem::take(&mut engine.output.events);
         counters.events += events.len() as u64;
@@ -94,6 +132,9 @@ fn drain(engine: &mut Engine, sink: &Sender<SinkMessage>, counters: &mut WorkerC
     }
     if !engine.output.flows.is_empty() {
         let flows = std::mem::take(&mut engine.output.flows);
+        if let Some(p) = plugins {
+            p.flows_drained();
+        }
         counters.flows += flows.len() as u64;
         let _ = sink.send(SinkMessage::Flows(flows));
     }

@@ -81,10 +81,10 @@ typedef int32_t TcpscopeStatus;
 /** Event field bit: `flow_id` is set. */
 #define TCPSCOPE_EVENT_HAS_FLOW 2u
 
-/** Event field bit: `src_addr`, `src_port`, `ip_version` are set. */
+/** Event field bit: `src_addr` and `ip_version` are set. */
 #define TCPSCOPE_EVENT_HAS_SRC 4u
 
-/** Event field bit: `dst_addr`, `dst_port`, `ip_version` are set. */
+/** Event field bit: `dst_addr` and `ip_version` are set. */
 #define TCPSCOPE_EVENT_HAS_DST 8u
 
 /** Event field bit: `count` is set. */
@@ -95,6 +95,12 @@ typedef int32_t TcpscopeStatus;
 
 /** Event field bit: `ref_packet` is set. */
 #define TCPSCOPE_EVENT_HAS_REF_PACKET 64u
+
+/** Event field bit: `src_port` is set. */
+#define TCPSCOPE_EVENT_HAS_SRC_PORT 128u
+
+/** Event field bit: `dst_port` is set. */
+#define TCPSCOPE_EVENT_HAS_DST_PORT 256u
 
 /** Analysis flag: retransmission by timeout. */
 #define TCPSCOPE_ANALYSIS_RETRANSMISSION 1u

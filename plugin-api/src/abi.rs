@@ -58,9 +58,9 @@ pub const TCPSCOPE_DIRECTION_RESP: u8 = 2;
 pub const TCPSCOPE_EVENT_HAS_PACKET: u32 = 1;
 /// Event field bit: `flow_id` is set.
 pub const TCPSCOPE_EVENT_HAS_FLOW: u32 = 2;
-/// Event field bit: `src_addr`, `src_port`, `ip_version` are set.
+/// Event field bit: `src_addr` and `ip_version` are set.
 pub const TCPSCOPE_EVENT_HAS_SRC: u32 = 4;
-/// Event field bit: `dst_addr`, `dst_port`, `ip_version` are set.
+/// Event field bit: `dst_addr` and `ip_version` are set.
 pub const TCPSCOPE_EVENT_HAS_DST: u32 = 8;
 /// Event field bit: `count` is set.
 pub const TCPSCOPE_EVENT_HAS_COUNT: u32 = 16;
@@ -68,6 +68,10 @@ pub const TCPSCOPE_EVENT_HAS_COUNT: u32 = 16;
 pub const TCPSCOPE_EVENT_HAS_VALUE_NS: u32 = 32;
 /// Event field bit: `ref_packet` is set.
 pub const TCPSCOPE_EVENT_HAS_REF_PACKET: u32 = 64;
+/// Event field bit: `src_port` is set.
+pub const TCPSCOPE_EVENT_HAS_SRC_PORT: u32 = 128;
+/// Event field bit: `dst_port` is set.
+pub const TCPSCOPE_EVENT_HAS_DST_PORT: u32 = 256;
 
 /// Analysis flag: retransmission by timeout.
 pub const TCPSCOPE_ANALYSIS_RETRANSMISSION: u32 = 1;

@@ -69,8 +69,8 @@ pub struct Event {
     ref_packet: Option<u64>,
     count: Option<i64>,
     value_ns: Option<i64>,
-    src: Option<(IpAddr, u16)>,
-    dst: Option<(IpAddr, u16)>,
+    src: Option<(IpAddr, Option<u16>)>,
+    dst: Option<(IpAddr, Option<u16>)>,
     direction: u8,
     details: Vec<(Cow<'static, str>, String)>,
 }
@@ -98,8 +98,8 @@ impl Event {
         let mut e = Event::new(kind, severity, seg.ts_ns);
         e.packet_number = Some(seg.packet_number);
         e.flow_id = Some(seg.flow_id);
-        e.src = Some((seg.src_ip(), seg.src_port));
-        e.dst = Some((seg.dst_ip(), seg.dst_port));
+        e.src = Some((seg.src_ip(), Some(seg.src_port)));
+        e.dst = Some((seg.dst_ip(), Some(seg.dst_port)));
         e.direction = seg.direction;
         e
     }
@@ -130,12 +130,22 @@ impl Event {
     }
     /// Sets the source endpoint.
     pub fn src(mut self, ip: IpAddr, port: u16) -> Self {
-        self.src = Some((ip, port));
+        self.src = Some((ip, Some(port)));
+        self
+    }
+    /// Sets the source address alone (no port).
+    pub fn src_addr(mut self, ip: IpAddr) -> Self {
+        self.src = Some((ip, None));
         self
     }
     /// Sets the destination endpoint.
     pub fn dst(mut self, ip: IpAddr, port: u16) -> Self {
-        self.dst = Some((ip, port));
+        self.dst = Some((ip, Some(port)));
+        self
+    }
+    /// Sets the destination address alone (no port).
+    pub fn dst_addr(mut self, ip: IpAddr) -> Self {
+        self.dst = Some((ip, None));
         self
     }
     /// Adds a detail.
@@ -214,16 +224,22 @@ impl<'a> Emitter<'a> {
         if let Some((ip, port)) = event.src {
             let (bytes, version) = addr_bytes(ip);
             raw.src_addr = bytes;
-            raw.src_port = port;
             raw.ip_version = version;
             fields |= TCPSCOPE_EVENT_HAS_SRC;
+            if let Some(port) = port {
+                raw.src_port = port;
+                fields |= TCPSCOPE_EVENT_HAS_SRC_PORT;
+            }
         }
         if let Some((ip, port)) = event.dst {
             let (bytes, version) = addr_bytes(ip);
             raw.dst_addr = bytes;
-            raw.dst_port = port;
             raw.ip_version = version;
             fields |= TCPSCOPE_EVENT_HAS_DST;
+            if let Some(port) = port {
+                raw.dst_port = port;
+                fields |= TCPSCOPE_EVENT_HAS_DST_PORT;
+            }
         }
         raw.fields = fields;
         // SAFETY: the host gave this emitter for the current call; `raw` and the strings it
@@ -424,6 +440,125 @@ impl<T: Ord> SmallestSet<T> {
 pub fn window_start(ts_ns: u64, window_ns: u64) -> u64 {
     let w = window_ns.max(1);
     ts_ns - ts_ns % w
+}
+
+/// A value that can absorb another of its kind in any order with the same result (sums, minima,
+/// maxima, [`SmallestSet`]s).
+pub trait Merge {
+    /// Adds `other` into `self`.
+    fn merge(&mut self, other: Self);
+}
+
+/// Cross-worker aggregation by packet-time window whose output does not depend on the number of
+/// workers: each worker builds a local map of `(window start, key) → aggregate`, submits it,
+/// and advances its watermark; windows every worker has passed are taken in key order.
+///
+/// Keep this in the detector's `Shared`. A worker's instance calls [`WindowedAggregate::submit`]
+/// then [`WindowedAggregate::advance`] in `on_tick` and (with `u64::MAX`) in `flush`, and emits
+/// what [`WindowedAggregate::take_closed`] returns; `flush_shared` emits
+/// [`WindowedAggregate::take_all`].
+#[derive(Debug)]
+pub struct WindowedAggregate<K: Ord, A: Merge> {
+    window_ns: u64,
+    marks: Watermarks,
+    state: std::sync::Mutex<AggregateState<K, A>>,
+}
+
+#[derive(Debug)]
+struct AggregateState<K, A> {
+    windows: std::collections::BTreeMap<(u64, K), A>,
+    /// Windows that start before this were taken already.
+    closed_before: u64,
+    late: u64,
+}
+
+impl<K: Ord, A: Merge> WindowedAggregate<K, A> {
+    /// Windows of `window_ns` for `workers` workers.
+    pub fn new(window_ns: u64, workers: u32) -> Self {
+        WindowedAggregate {
+            window_ns: window_ns.max(1),
+            marks: Watermarks::new(workers),
+            state: std::sync::Mutex::new(AggregateState {
+                windows: std::collections::BTreeMap::new(),
+                closed_before: 0,
+                late: 0,
+            }),
+        }
+    }
+
+    /// The window length.
+    pub fn window_ns(&self) -> u64 {
+        self.window_ns
+    }
+
+    /// The start of the window holding `ts_ns`.
+    pub fn window_of(&self, ts_ns: u64) -> u64 {
+        window_start(ts_ns, self.window_ns)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AggregateState<K, A>> {
+        // A panic elsewhere while holding the lock leaves plain data: keep using it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Merges a worker's local aggregates (and empties the map). Entries of windows already
+    /// taken are counted as late and dropped (only out-of-order input produces them).
+    pub fn submit(&self, local: &mut std::collections::BTreeMap<(u64, K), A>) {
+        if local.is_empty() {
+            return;
+        }
+        let mut st = self.lock();
+        for ((start, key), agg) in std::mem::take(local) {
+            if start < st.closed_before {
+                st.late += 1;
+                continue;
+            }
+            match st.windows.entry((start, key)) {
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(agg),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(agg);
+                }
+            }
+        }
+    }
+
+    /// Worker `worker` will submit nothing for windows holding times before `ts_ns`.
+    pub fn advance(&self, worker: u32, ts_ns: u64) {
+        self.marks.advance(worker, ts_ns);
+    }
+
+    /// Takes the windows that every worker has passed, in (window, key) order.
+    pub fn take_closed(&self) -> Vec<((u64, K), A)> {
+        let low = self.marks.low();
+        // Windows ending at or before `low` are complete.
+        let boundary = window_start(low, self.window_ns);
+        let mut st = self.lock();
+        if boundary <= st.closed_before {
+            return Vec::new();
+        }
+        st.closed_before = boundary;
+        let mut taken = Vec::new();
+        while let Some(entry) = st.windows.first_entry() {
+            if entry.key().0 >= boundary {
+                break;
+            }
+            let (k, v) = entry.remove_entry();
+            taken.push((k, v));
+        }
+        taken
+    }
+
+    /// Takes every window left, in (window, key) order.
+    pub fn take_all(&self) -> Vec<((u64, K), A)> {
+        let mut st = self.lock();
+        st.closed_before = u64::MAX;
+        std::mem::take(&mut st.windows).into_iter().collect()
+    }
+
+    /// Submissions dropped because their window was already taken.
+    pub fn late(&self) -> u64 {
+        self.lock().late
+    }
 }
 
 /// The `catch_unwind` shims the descriptor points at. Used by [`export_plugin!`](crate::export_plugin).

@@ -2,8 +2,11 @@
 
 #[cfg(target_os = "linux")]
 pub mod capture;
+pub mod plugins;
 
-use crate::pipeline::{analyze, AnalyzeConfig, Progress, RunReport};
+pub use plugins::PluginArgs;
+
+use crate::pipeline::{analyze_with_plugins, AnalyzeConfig, Progress, RunReport};
 use crate::tcp::EngineConfig;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +31,8 @@ pub enum Command {
     /// Capture live on network interfaces (AF_PACKET, Linux) and write the same datasets.
     #[cfg(target_os = "linux")]
     Capture(capture::CaptureArgs),
+    /// Detector plugins: `tcpscope plugin inspect PATH`.
+    Plugin(plugins::PluginCommandArgs),
 }
 
 /// Engine settings shared by `analyze` and `capture`.
@@ -76,6 +81,9 @@ pub struct AnalyzeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub plugins: PluginArgs,
 }
 
 /// Parses arguments and runs; returns the process exit code.
@@ -96,6 +104,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Analyze(args) => run_analyze(args),
         #[cfg(target_os = "linux")]
         Command::Capture(args) => capture::run_capture(args),
+        Command::Plugin(args) => plugins::run_plugin_command(args),
     }
 }
 
@@ -148,6 +157,7 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         pin_workers: !args.no_pin,
         run_tag: run_tag(),
     };
+    let plugins = args.plugins.load(config.workers)?;
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -159,7 +169,7 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     });
     let mut progress = Bar(bar.clone());
     let started = std::time::Instant::now();
-    let report = analyze(&config, &mut progress).with_context(|| format!("preparing output in {}", args.out.display()))?;
+    let report = analyze_with_plugins(&config, plugins.clone(), &mut progress).with_context(|| format!("preparing output in {}", args.out.display()))?;
     let elapsed = started.elapsed();
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -172,6 +182,9 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.quiet {
         print_summary(&report, elapsed, config.workers);
+    }
+    for line in plugins.iter().flat_map(|p| p.health_report()) {
+        eprintln!("tcpscope: {line}");
     }
     Ok(if report.source_errors.is_empty() && report.sink_error.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
