@@ -418,12 +418,21 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
         }
         if now >= next_stats {
             next_stats = now + STATS_PERIOD;
-            if last_seen_ts != 0 && now.duration_since(last_seen_at) >= QUIET_AFTER {
-                // Quiet link: packet time = the last packet's time plus the wall time since.
-                let tick = Timestamp(last_seen_ts).plus_nanos(now.duration_since(last_seen_at).as_nanos() as u64);
-                for q in &backend.queues {
-                    let _ = q.try_send(WorkerMessage::Tick(tick));
+            if last_seen_ts != 0 {
+                let quiet = now.duration_since(last_seen_at) >= QUIET_AFTER;
+                // On a quiet link packet time is the last packet's time plus the wall time since;
+                // on a busy one the readers' own ticks move the workers, and the sink follows here.
+                let tick = if quiet {
+                    Timestamp(last_seen_ts).plus_nanos(now.duration_since(last_seen_at).as_nanos() as u64)
+                } else {
+                    Timestamp(last_seen_ts)
+                };
+                if quiet {
+                    for q in &backend.queues {
+                        let _ = q.try_send(WorkerMessage::Tick(tick));
+                    }
                 }
+                // Files older than the rotation age are published even while traffic flows.
                 let _ = backend.sink.try_send(SinkMessage::Tick(tick));
             }
             let stats = collect(config, &reader_info, &backend, started, true);
@@ -559,6 +568,7 @@ fn run_reader(plan: ReaderPlan, mut dispatcher: Dispatcher, control: &Control, b
             }
             stopping_since = Some(Instant::now());
         }
+        let mut block_done = false;
         match socket.next_block(POLL_TIMEOUT_MS) {
             Ok(Some(block)) => {
                 let in_block = block.packet_count();
@@ -585,11 +595,7 @@ fn run_reader(plan: ReaderPlan, mut dispatcher: Dispatcher, control: &Control, b
                 });
                 discarded += u64::from(in_block - allowed);
                 drop(block); // the block goes back to the kernel here
-                dispatcher.flush();
-                shared.publish(&dispatcher.counters, wire_bytes, discarded, dispatcher.last_ts());
-                if !delay.is_zero() {
-                    thread::sleep(delay);
-                }
+                block_done = true;
             }
             Ok(None) => {
                 if let Some(since) = stopping_since {
@@ -601,6 +607,17 @@ fn run_reader(plan: ReaderPlan, mut dispatcher: Dispatcher, control: &Control, b
             Err(e) => {
                 fail(e);
                 break;
+            }
+        }
+        if block_done {
+            if !socket.has_ready_block() {
+                // Caught up: hand over partial batches now (latency); under load, batches fill
+                // up across blocks instead (fewer, fuller queue messages).
+                dispatcher.flush();
+            }
+            shared.publish(&dispatcher.counters, wire_bytes, discarded, dispatcher.last_ts());
+            if !delay.is_zero() {
+                thread::sleep(delay);
             }
         }
         if Instant::now() >= next_kernel_read {

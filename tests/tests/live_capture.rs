@@ -248,7 +248,8 @@ fn http_and_bulk_transfer_over_veth() {
     wait_for_server(&lab, &v4, 8000);
     wait_for_server(&lab, &v6, 8001);
 
-    let capture = Capture::start(&mut lab, dir.path(), &["--readers", "2", "--workers", "2"]);
+    let capture =
+        Capture::start(&mut lab, dir.path(), &["--readers", "2", "--workers", "2", "--block-size", "262144", "--block-count", "64"]);
     let client = lab.client.clone();
     for _ in 0..3 {
         let o = lab.exec(&client, &["curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://{v4}:8000/")]);
@@ -269,8 +270,8 @@ fn http_and_bulk_transfer_over_veth() {
     std::thread::sleep(Duration::from_millis(500)); // let the last FINs and blocks reach the readers
     let (out, stats) = capture.stop(&mut lab);
 
-    assert_eq!(n(&stats, "kernel_drops"), 0);
-    assert_eq!(n(&stats, "queue_drops"), 0);
+    assert_eq!(n(&stats, "kernel_drops"), 0, "{stats}");
+    assert_eq!(n(&stats, "queue_drops"), 0, "{stats}");
     assert_eq!(n(&stats, "packets_received"), n(&stats, "kernel_delivered"), "every packet in the rings was read");
     assert!(n(&stats, "bytes_received") > 4 << 20, "the 4 MiB transfer went through the ring: {stats}");
     assert_eq!(n(&stats, "undecodable"), 0);
@@ -436,7 +437,7 @@ fn fanout_readers_never_split_a_connection() {
     assert_eq!(readers.len(), 4);
     let busy = readers.iter().filter(|r| r["packets"].as_u64().unwrap_or(0) > 0).count();
     assert!(busy >= 2, "the fanout group spread connections over several readers: {stats}");
-    assert_eq!(n(&stats, "kernel_drops") + n(&stats, "queue_drops"), 0);
+    assert_eq!(n(&stats, "kernel_drops") + n(&stats, "queue_drops"), 0, "{stats}");
 
     let flows = duckdb_dataset(&out, "flows");
     let web = format!("{flows} WHERE resp_p = 8000");
@@ -500,4 +501,85 @@ fn overload_drops_add_up() {
         n(&stats, "tcp_segments") + n(&stats, "not_tcp") + n(&stats, "fragments") + n(&stats, "undecodable")
     );
     assert_eq!(n(&stats, "tcp_segments"), n(&stats, "segments_analysed") + n(&stats, "queue_drops"), "every segment analysed or counted as a queue drop");
+}
+
+/// An established connection with some data, left open.
+fn open_connection(client: &str, server: &str, t0: u64) -> Vec<(u64, Vec<u8>)> {
+    let ms = 1_000_000u64;
+    let mut c = Conversation::new(client, server, 100, 900);
+    c.handshake(t0, 5 * ms);
+    c.client_data(t0 + 20 * ms, 100);
+    c.server_ack(t0 + 30 * ms);
+    c.frames
+}
+
+#[test]
+fn quiet_link_expires_idle_flows_and_shutdown_flushes_the_rest() {
+    if !available("quiet_link_expires_idle_flows_and_shutdown_flushes_the_rest", &["tcpreplay"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The capture runs as `nobody` after opening its socket: the output folder must be theirs to write.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let early = dir.path().join("early.pcap");
+    let late = dir.path().join("late.pcap");
+    write_ethernet_pcap(&early, &open_connection("198.18.5.10:41000", "198.18.5.20:80", 1_000_000_000)).unwrap();
+    write_ethernet_pcap(&late, &open_connection("198.18.5.11:41001", "198.18.5.20:80", 1_000_000_000)).unwrap();
+
+    let mut lab = Lab::new("idle", 5, false);
+    let capture = Capture::start(&mut lab, dir.path(), &["--idle-timeout", "2", "--user", "nobody"]);
+    let client = lab.client.clone();
+    lab.exec(&client, &["tcpreplay", "-i", "vc", &early.display().to_string()]);
+    // No packet for 4.5 s: only the capture driver's ticks can move packet time past the timeout.
+    std::thread::sleep(Duration::from_millis(4500));
+    lab.exec(&client, &["tcpreplay", "-i", "vc", &late.display().to_string()]);
+    std::thread::sleep(Duration::from_millis(200));
+    let (out, stats) = capture.stop(&mut lab);
+    assert_eq!(n(&stats, "packets_received"), 10, "{stats}");
+
+    let rows = duckdb_query(&format!("SELECT orig_p, close_reason FROM {} ORDER BY orig_p", duckdb_dataset(&out, "flows")));
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("41000".to_owned()), Some("idle_timeout".to_owned())],
+            vec![Some("41001".to_owned()), Some("shutdown".to_owned())],
+        ]
+    );
+    // Written by the unprivileged user.
+    use std::os::unix::fs::MetadataExt;
+    let file = &parquet_files(&out, "flows")[0];
+    assert_eq!(std::fs::metadata(file).unwrap().uid(), 65534, "{} is owned by nobody", file.display());
+}
+
+#[test]
+fn setup_errors_are_clear_and_come_first() {
+    if !available("setup_errors_are_clear_and_come_first", &["setpriv"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let bin = tcpscope_bin();
+    let o = |args: &[&str]| Command::new("timeout").arg("30").arg(&bin).args(args).output().unwrap();
+
+    // A filter that does not compile: an error before any socket is opened or file written.
+    let r = o(&["capture", "-i", "lo", "--out", out.to_str().unwrap(), "tcp", "port", "eighty"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("does not compile") && err.contains("tcp port eighty"), "{err}");
+    assert!(!out.exists(), "nothing was written");
+
+    // No such interface.
+    let r = o(&["capture", "-i", "tcpscope-none0", "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("no such network interface"), "{err}");
+
+    // Without CAP_NET_RAW.
+    let r = Command::new("timeout")
+        .args(["30", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(&bin)
+        .args(["capture", "-i", "lo", "--out", "/nonexistent/out"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("CAP_NET_RAW"), "{err}");
 }

@@ -279,6 +279,11 @@ impl PacketSocket {
         self.block_status(self.next_block).load(Ordering::Acquire) & TP_STATUS_USER != 0
     }
 
+    /// Whether the next block is already filled (no need to wait for it).
+    pub fn has_ready_block(&self) -> bool {
+        self.current_ready()
+    }
+
     /// Waits up to `timeout_ms` for the next block (returns `Ok(None)` on timeout or a signal).
     pub fn next_block(&mut self, timeout_ms: i32) -> Result<Option<Block<'_>>, CaptureError> {
         if !self.current_ready() {
