@@ -283,6 +283,11 @@ impl FlowSummary {
             if self.attempt_start.is_none() && !self.attempt_timer_spent {
                 self.attempt_start = z.attempt_started();
             }
+            if self.attempt_start.is_some() && !z.attempt_expired() {
+                // Answered (or closed): the attempt timer can no longer end the flow.
+                self.attempt_start = None;
+                self.attempt_timer_spent = true;
+            }
         }
     }
 
@@ -418,5 +423,215 @@ impl FlowSummary {
             orig: metrics[0],
             resp: metrics[1],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, LinkType, TcpFlags};
+    use crate::tcp::{Engine, EngineConfig};
+    use crate::testing::{Conversation, PacketBuilder};
+
+    const T0: u64 = 1_700_000_000 * 1_000_000_000;
+    const MS: u64 = 1_000_000;
+    const S: u64 = 1_000_000_000;
+
+    fn feed(engine: &mut Engine, frames: &[(u64, Vec<u8>)]) {
+        let mut frames: Vec<&(u64, Vec<u8>)> = frames.iter().collect();
+        frames.sort_by_key(|(t, _)| *t);
+        for (i, (t, f)) in frames.into_iter().enumerate() {
+            let ts = Timestamp::from_secs_nanos(t / S, t % S);
+            let seg = decode(LinkType::Ethernet, f, ts, i as u64 + 1, 0).expect("decodable test frame");
+            engine.handle_segment(&seg);
+        }
+    }
+
+    fn flows(config: EngineConfig, frames: &[(u64, Vec<u8>)]) -> (Vec<FlowRecord>, crate::tcp::EngineCounters) {
+        let mut engine = Engine::new(config);
+        feed(&mut engine, frames);
+        engine.finish(CloseReason::EndOfInput);
+        let mut out = std::mem::take(&mut engine.output.flows);
+        out.sort_by_key(|f| f.ts);
+        (out, engine.counters())
+    }
+
+    fn frame(t: u64, p: PacketBuilder) -> (u64, Vec<u8>) {
+        (t, p.ethernet())
+    }
+
+    #[test]
+    fn clean_connection_row() {
+        let mut c = Conversation::new("10.0.0.1:40000", "10.0.0.2:80", 1_000, 9_000);
+        c.handshake(T0, 20 * MS);
+        c.client_data(T0 + 30 * MS, 100);
+        c.server_ack(T0 + 40 * MS);
+        c.server_data(T0 + 50 * MS, 1_000);
+        c.client_ack(T0 + 65 * MS);
+        c.close(T0 + 100 * MS, 20 * MS);
+        let (rows, _) = flows(EngineConfig::default(), &c.frames);
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!((r.conn_state, r.history.as_str(), r.close_reason), ("SF", "ShADadFf", CloseReason::Fin));
+        assert_eq!((r.orig.seq_bytes, r.resp.seq_bytes, r.missed_bytes), (100, 1_000, 0));
+        assert_eq!((r.orig.pkts, r.resp.pkts), (6, 4));
+        assert_eq!((r.orig.payload_bytes, r.orig.unique_bytes, r.resp.unique_bytes), (100, 100, 1_000));
+        assert_eq!(r.handshake_syn_synack_ns, Some(20 * MS as i64));
+        assert_eq!(r.handshake_synack_ack_ns, Some(1_000));
+        assert_eq!(r.orig.mss, Some(1460));
+        assert_eq!(r.orig.window_scale, Some(7));
+        assert!(r.orig.sack_permitted && r.resp.sack_permitted);
+        assert_eq!(r.community_id, "1:".to_owned() + &r.community_id[2..]);
+        assert_eq!(
+            r.community_id,
+            crate::flow::community_id::tcp_community_id(("10.0.0.2".parse().unwrap(), 80), ("10.0.0.1".parse().unwrap(), 40000))
+        );
+        // The responder's SYN/ACK and FIN were ACKed 1 µs later, its 1000 bytes 15 ms later.
+        assert_eq!(r.resp.rtt.samples, 3);
+        assert_eq!((r.resp.rtt.min_ns, r.resp.rtt.max_ns), (Some(1_000), Some(15 * MS as i64)));
+        assert_eq!(r.resp.rtt.p50_ns, Some(1_000));
+        assert_eq!(r.ts_end.as_nanos(), T0 + 120 * MS + 1_000);
+    }
+
+    #[test]
+    fn karn_rule_drops_samples_of_retransmitted_data() {
+        let mut c = Conversation::new("10.0.0.1:40000", "10.0.0.2:5001", 1_000, 9_000);
+        c.handshake(T0, 20 * MS);
+        let seq = c.client_next();
+        c.client_data(T0 + 30 * MS, 100);
+        let again = c.from_client().seq(seq).flags(TcpFlags::ACK | TcpFlags::PSH).payload_len(100);
+        c.push(T0 + 330 * MS, again);
+        c.server_ack(T0 + 340 * MS);
+        let (rows, _) = flows(EngineConfig::default(), &c.frames);
+        let r = &rows[0];
+        // The SYN gave a sample (20 ms); the retransmitted request none.
+        assert_eq!(r.orig.rtt.samples, 1);
+        assert_eq!(r.orig.rtt.max_ns, Some(20 * MS as i64));
+        assert_eq!(r.orig.retransmissions, 1);
+        assert_eq!((r.orig.payload_bytes, r.orig.unique_bytes), (200, 100));
+        assert_eq!(r.history, "ShADTa");
+    }
+
+    #[test]
+    fn zero_window_stall_time_per_direction() {
+        let mut c = Conversation::new("10.0.0.1:40000", "10.0.0.2:5001", 1_000, 9_000);
+        c.handshake(T0, 10 * MS);
+        c.server_data(T0 + 20 * MS, 1_000);
+        let zero = c.from_client().flags(TcpFlags::ACK).window(0);
+        c.push(T0 + 30 * MS, zero);
+        let update = c.from_client().flags(TcpFlags::ACK).window(512);
+        c.push(T0 + 2_030 * MS, update);
+        // A second stall that lasts to the end of the flow.
+        let zero = c.from_client().flags(TcpFlags::ACK).window(0);
+        c.push(T0 + 3_000 * MS, zero);
+        c.server_data(T0 + 3_500 * MS, 1);
+        let (rows, _) = flows(EngineConfig::default(), &c.frames);
+        let r = &rows[0];
+        assert_eq!(r.orig.zero_window_stall_ns, (2_000 + 500) * MS as i64);
+        assert_eq!(r.resp.zero_window_stall_ns, 0);
+        assert_eq!(r.history, "ShAdW");
+    }
+
+    #[test]
+    fn close_linger_then_a_new_row() {
+        let mut c = Conversation::new("10.0.0.1:40000", "10.0.0.2:5001", 1_000, 9_000);
+        c.handshake(T0, 10 * MS);
+        c.close(T0 + 100 * MS, 10 * MS);
+        let mut frames = c.frames.clone();
+        // A late ACK within the linger joins the flow; a packet after it starts a new row.
+        let late = PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_002).ack(9_002).window(512);
+        frames.push(frame(T0 + 2 * S, late.clone()));
+        frames.push(frame(T0 + 9 * S, late));
+        let (rows, counters) = flows(EngineConfig::default(), &frames);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].close_reason, rows[0].orig.pkts), (CloseReason::Fin, 4 + 1));
+        assert_eq!((rows[1].close_reason, rows[1].history.as_str()), (CloseReason::EndOfInput, "A"));
+        assert_eq!(counters.flows_created, 2);
+    }
+
+    #[test]
+    fn idle_timeout_is_configurable_and_counted() {
+        let config = EngineConfig { idle_timeout_ns: 10 * S, ..EngineConfig::default() };
+        let mut c = Conversation::new("10.0.0.1:40000", "10.0.0.2:5001", 1_000, 9_000);
+        c.handshake(T0, 10 * MS);
+        c.client_data(T0 + 11 * S, 10);
+        let (rows, counters) = flows(config, &c.frames);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].close_reason, CloseReason::IdleTimeout);
+        assert_eq!(rows[0].conn_state, "S1");
+        assert_eq!((rows[1].conn_state, rows[1].history.as_str()), ("OTH", "D"));
+        assert_eq!(counters.flows_idle_expired, 1);
+    }
+
+    #[test]
+    fn unanswered_attempt_ends_after_the_attempt_timeout() {
+        let syn = PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_000).flags(TcpFlags::SYN);
+        let data = PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_001).ack(1).payload_len(10);
+        let frames = vec![frame(T0, syn.clone()), frame(T0 + 3 * S, data.clone()), frame(T0 + 6 * S, data)];
+        let (rows, _) = flows(EngineConfig::default(), &frames);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].conn_state, rows[0].history.as_str()), ("S0", "SD"));
+        assert_eq!(rows[0].close_reason, CloseReason::AttemptTimeout);
+        // Disabled: one row.
+        let config = EngineConfig { attempt_timeout_ns: 0, ..EngineConfig::default() };
+        let frames = vec![frame(T0, syn), frame(T0 + 6 * S, PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_001).ack(1))];
+        let (rows, _) = flows(config, &frames);
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn full_table_evicts_the_longest_idle_flow() {
+        let config = EngineConfig { max_flows: 2, ..EngineConfig::default() };
+        let mut frames = Vec::new();
+        for (i, port) in [40001u16, 40002, 40003].iter().enumerate() {
+            let mut c = Conversation::new(&format!("10.0.0.1:{port}"), "10.0.0.2:5001", 1_000, 9_000);
+            c.handshake(T0 + i as u64 * S, 10 * MS);
+            frames.extend(c.frames);
+        }
+        // Flow 1 is busy again before flow 3 arrives, so flow 2 is the longest idle.
+        let busy = PacketBuilder::v4("10.0.0.1:40001", "10.0.0.2:5001").seq(1_001).ack(9_001).payload_len(5);
+        frames.push(frame(T0 + 1_500 * MS, busy));
+        let (rows, counters) = flows(config, &frames);
+        assert_eq!(counters.flows_evicted, 1);
+        let evicted: Vec<u16> = rows.iter().filter(|r| r.close_reason == CloseReason::Evicted).map(|r| r.orig_p).collect();
+        assert_eq!(evicted, vec![40002]);
+        assert_eq!(rows.iter().filter(|r| r.close_reason == CloseReason::EndOfInput).count(), 2);
+    }
+
+    #[test]
+    fn port_reuse_starts_a_new_row() {
+        let mut frames = Vec::new();
+        for g in 0..2u32 {
+            let mut c = Conversation::new("10.0.0.1:40000", "10.0.0.2:5001", 1_000 + g * 50_000, 9_000);
+            c.handshake(T0 + g as u64 * S, 10 * MS);
+            c.close(T0 + g as u64 * S + 100 * MS, 10 * MS);
+            frames.extend(c.frames);
+        }
+        let (rows, _) = flows(EngineConfig::default(), &frames);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].close_reason, CloseReason::PortReuse);
+        assert_eq!((rows[1].close_reason, rows[1].conn_state), (CloseReason::Fin, "SF"));
+    }
+
+    #[test]
+    fn a_lone_syn_ack_row_keeps_zeeks_orientation() {
+        // From a port Zeek does not know as a server, nothing but the SYN/ACK and a RST from its
+        // receiver: Zeek keeps the SYN/ACK sender as originator (a stealth-scan reply).
+        let synack = PacketBuilder::v4("10.0.0.2:5001", "10.0.0.1:40000").seq(9_000).flags(TcpFlags::SYN).ack(1_001);
+        let rst = PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_001).flags(TcpFlags::RST);
+        let (rows, _) = flows(EngineConfig::default(), &[frame(T0, synack), frame(T0 + MS, rst)]);
+        let r = &rows[0];
+        assert_eq!((r.orig_h.to_string(), r.orig_p), ("10.0.0.2".to_owned(), 5001));
+        assert_eq!((r.conn_state, r.history.as_str()), ("REJ", "Hr"));
+        assert_eq!((r.orig.pkts, r.resp.pkts), (1, 1));
+    }
+
+    #[test]
+    fn half_closed_one_sided_flow_lingers_then_closes() {
+        let data = PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_000).ack(1).payload_len(10);
+        let fin = PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_010).ack(1).flags(TcpFlags::FIN | TcpFlags::ACK);
+        let (rows, _) = flows(EngineConfig::default(), &[frame(T0, data.clone()), frame(T0 + MS, fin), frame(T0 + 10 * S, data)]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].conn_state, rows[0].history.as_str(), rows[0].close_reason), ("SH", "DF", CloseReason::FinOrig));
     }
 }
