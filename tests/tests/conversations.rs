@@ -15,8 +15,6 @@ use tcpscope::tcp::{CloseReason, Engine, EngineConfig, FlowRecord};
 /// The test fails if one of them starts to agree, so the list stays true.
 const KNOWN_DECODER_GAPS: &[(&str, &str)] = &[
     ("ipv4_frag_tcp", "IPv4 fragments are counted and skipped, not reassembled (tshark reassembles)"),
-    ("pppoe_qinq_retrans", "PPPoE sessions are not decoded"),
-    ("vlan_mpls_mixed", "MPLS label stacks are not decoded"),
 ];
 
 /// (lower endpoint, higher endpoint) → (packets sent by the lower, packets sent by the higher).

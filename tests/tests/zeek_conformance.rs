@@ -23,8 +23,6 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
         "Zeek ran without -C and dropped the SYN for its bad checksum (history C, 0 packets); the decoder does \
          not verify checksums (like zeek -C and tshark's default), so we see an S0 attempt",
     ),
-    ("pppoe_qinq_retrans", "PPPoE sessions are not decoded, so the capture yields no TCP segment"),
-    ("vlan_mpls_mixed", "MPLS label stacks are not decoded, so the MPLS-encapsulated flow (1 of 3) is missing"),
 ];
 
 /// Runs the engine over a capture and returns its flow rows in order of first packet.

@@ -224,7 +224,18 @@ pub fn decode(
     source_index: u32,
 ) -> Result<Segment, Skip> {
     let sliced = match link {
-        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Undecodable)?,
+        LinkType::Ethernet => {
+            let sliced = LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Undecodable)?;
+            if sliced.net.is_none() {
+                if let Some((ether_type, inner, vlan)) = ip_behind_pppoe_or_mpls(data) {
+                    let inner = LaxSlicedPacket::from_ether_type(ether_type, inner);
+                    let mut seg = segment_from_sliced(&inner, ts, packet_number, source_index)?;
+                    seg.vlan = seg.vlan.or(vlan);
+                    return Ok(seg);
+                }
+            }
+            sliced
+        }
         LinkType::LinuxSll => {
             // 16-byte header; protocol type at offset 14 (big-endian), ARPHRD type at offset 2.
             if data.len() < 16 {
@@ -273,6 +284,52 @@ pub fn decode(
         }
     };
     segment_from_sliced(&sliced, ts, packet_number, source_index)
+}
+
+/// The IP packet inside a PPPoE session frame (ethertype 0x8864, PPP protocol 0x0021/0x0057) or
+/// behind an MPLS label stack (0x8847/0x8848, IP told by its version nibble), after any 802.1Q /
+/// 802.1ad tags, which the Ethernet slicer does not enter; with the outer VLAN id.
+fn ip_behind_pppoe_or_mpls(data: &[u8]) -> Option<(EtherType, &[u8], Option<u16>)> {
+    let mut at = 12;
+    let mut vlan = None;
+    loop {
+        let ether_type = u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]);
+        match ether_type {
+            0x8100 | 0x88a8 | 0x9100 => {
+                let tci = u16::from_be_bytes([*data.get(at + 2)?, *data.get(at + 3)?]);
+                vlan.get_or_insert(tci & 0x0fff);
+                at += 4;
+            }
+            0x8864 => {
+                // Version/type, code, session id, length, then the 2-byte PPP protocol.
+                let body = data.get(at + 2..)?;
+                let protocol = u16::from_be_bytes([*body.get(6)?, *body.get(7)?]);
+                let inner = body.get(8..)?;
+                return match protocol {
+                    0x0021 => Some((EtherType::IPV4, inner, vlan)),
+                    0x0057 => Some((EtherType::IPV6, inner, vlan)),
+                    _ => None,
+                };
+            }
+            0x8847 | 0x8848 => {
+                let mut label = at + 2;
+                loop {
+                    let bottom_of_stack = data.get(label + 2)? & 1 == 1;
+                    label += 4;
+                    if bottom_of_stack {
+                        break;
+                    }
+                }
+                let inner = data.get(label..)?;
+                return match inner.first()? >> 4 {
+                    4 => Some((EtherType::IPV4, inner, vlan)),
+                    6 => Some((EtherType::IPV6, inner, vlan)),
+                    _ => None,
+                };
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// The address family and the packet of an NFLOG record (TLVs, lengths in host order, 4-aligned;
@@ -417,6 +474,43 @@ fn segment_from_sliced(
 mod tests {
     use super::*;
     use crate::testing::PacketBuilder;
+
+    fn ethernet_header(ether_types_and_tags: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        f.extend_from_slice(ether_types_and_tags);
+        f
+    }
+
+    #[test]
+    fn tcp_inside_pppoe_behind_qinq() {
+        let p = PacketBuilder::v4("1.1.1.1:20394", "2.2.2.2:443").seq(7).flags(TcpFlags::SYN);
+        let ip = p.ip();
+        let mut f = ethernet_header(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0xc8, 0x88, 0x64]);
+        f.extend_from_slice(&[0x11, 0x00, 0x12, 0x34]);
+        f.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+        f.extend_from_slice(&[0x00, 0x21]);
+        f.extend_from_slice(&ip);
+        let seg = decode(LinkType::Ethernet, &f, Timestamp::ZERO, 1, 0).expect("PPPoE segment");
+        assert_eq!((seg.src_port, seg.dst_port, seg.seq, seg.vlan), (20394, 443, 7, Some(100)));
+        // Another PPP protocol (LCP) is not TCP.
+        let n = f.len();
+        let mut lcp = f.clone();
+        lcp[n - ip.len() - 2..n - ip.len()].copy_from_slice(&[0xc0, 0x21]);
+        assert_eq!(decode(LinkType::Ethernet, &lcp, Timestamp::ZERO, 1, 0), Err(Skip::NotTcp));
+    }
+
+    #[test]
+    fn tcp_behind_an_mpls_label_stack() {
+        let p = PacketBuilder::v4("10.1.2.1:11001", "10.34.0.1:23").seq(9).flags(TcpFlags::SYN);
+        let mut f = ethernet_header(&[0x88, 0x47]);
+        f.extend_from_slice(&[0x00, 0x01, 0x00, 0x40]); // label 16, not bottom
+        f.extend_from_slice(&[0x00, 0x02, 0x01, 0x40]); // label 32, bottom of stack
+        f.extend_from_slice(&p.ip());
+        let seg = decode(LinkType::Ethernet, &f, Timestamp::ZERO, 1, 0).expect("MPLS segment");
+        assert_eq!((seg.src_port, seg.dst_port, seg.seq, seg.vlan), (11001, 23, 9, None));
+        // A truncated label stack is not a segment.
+        assert!(decode(LinkType::Ethernet, &f[..18], Timestamp::ZERO, 1, 0).is_err());
+    }
 
     #[test]
     fn decodes_ethernet_ipv4_tcp_with_options() {
