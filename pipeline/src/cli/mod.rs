@@ -38,9 +38,19 @@ pub enum Command {
 /// Engine settings shared by `analyze` and `capture`.
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
-    /// Close a flow after this many seconds without a packet (packet time).
+    /// Close a flow after this many seconds without a packet (packet time; Zeek's
+    /// tcp_inactivity_timeout is also 5 minutes).
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     pub idle_timeout: f64,
+    /// After both FINs, a RST, or a FIN from a side whose peer never spoke, late packets still
+    /// join the flow for this many seconds (Zeek's tcp_close_delay).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub close_linger: f64,
+    /// End a connection attempt whose SYN is still unanswered after this many seconds
+    /// (close_reason attempt_timeout, Zeek's tcp_attempt_delay); later packets start a new row,
+    /// as in Zeek's conn.log. 0 keeps such attempts open until the idle timeout.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub attempt_timeout: f64,
     /// Maximum concurrent flows (all workers together); the longest-idle flow is evicted beyond it.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_flows: usize,
@@ -51,6 +61,8 @@ impl EngineArgs {
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             idle_timeout_ns: (self.idle_timeout.max(0.0) * 1e9) as u64,
+            close_linger_ns: (self.close_linger.max(0.0) * 1e9) as u64,
+            attempt_timeout_ns: (self.attempt_timeout.max(0.0) * 1e9) as u64,
             max_flows: self.max_flows.max(1),
             ..EngineConfig::default()
         }
