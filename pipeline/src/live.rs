@@ -64,6 +64,9 @@ pub struct LiveConfig {
     pub stats_interval: Option<Duration>,
     /// Testing aid: a reader sleeps this long after each block (simulates a slow reader).
     pub reader_block_delay: Duration,
+    /// Benchmark aid: readers sleep this long before their first read, then report how fast they
+    /// drained the ring that filled meanwhile.
+    pub reader_start_delay: Duration,
 }
 
 impl LiveConfig {
@@ -88,6 +91,7 @@ impl LiveConfig {
             run_tag: "live".into(),
             stats_interval: Some(Duration::from_secs(5)),
             reader_block_delay: Duration::ZERO,
+            reader_start_delay: Duration::ZERO,
         }
     }
 }
@@ -380,11 +384,12 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
         let control = control.clone();
         let block_timeout = Duration::from_millis(u64::from(config.ring.block_timeout_ms));
         let delay = config.reader_block_delay;
+        let start_delay = config.reader_start_delay;
         let name = format!("tcpscope-reader-{}-{reader}", config.interfaces[plan.source_index as usize]);
         handles.push(
             thread::Builder::new()
                 .name(name)
-                .spawn(move || run_reader(plan, dispatcher, &control, block_timeout, delay))
+                .spawn(move || run_reader(plan, dispatcher, &control, block_timeout, delay, start_delay))
                 .expect("spawning a reader thread"),
         );
     }
@@ -543,10 +548,22 @@ fn print_line(now: &LiveStats, previous: Option<(Duration, &LiveStats)>) {
     );
 }
 
-fn run_reader(plan: ReaderPlan, mut dispatcher: Dispatcher, control: &Control, block_timeout: Duration, delay: Duration) {
+fn run_reader(
+    plan: ReaderPlan,
+    mut dispatcher: Dispatcher,
+    control: &Control,
+    block_timeout: Duration,
+    delay: Duration,
+    start_delay: Duration,
+) {
     let ReaderPlan { mut socket, source_index, link, cpu, shared, packet_numbers } = plan;
     if let Some(core) = cpu {
         core_affinity::set_for_current(core);
+    }
+    let mut drain_timer = None;
+    if !start_delay.is_zero() {
+        thread::sleep(start_delay);
+        drain_timer = Some(Instant::now());
     }
     let mut kernel = KernelStats::default();
     let mut wire_bytes = 0u64;
@@ -618,6 +635,19 @@ fn run_reader(plan: ReaderPlan, mut dispatcher: Dispatcher, control: &Control, b
             shared.publish(&dispatcher.counters, wire_bytes, discarded, dispatcher.last_ts());
             if !delay.is_zero() {
                 thread::sleep(delay);
+            }
+        }
+        if let Some(started) = drain_timer {
+            if !socket.has_ready_block() {
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                let packets = dispatcher.counters.packets;
+                eprintln!(
+                    "tcpscope: {}: drained {packets} packets from the ring in {:.1} ms: {:.2} Mpackets/s (decode, hash and enqueue included)",
+                    socket.interface(),
+                    secs * 1e3,
+                    packets as f64 / secs / 1e6
+                );
+                drain_timer = None;
             }
         }
         if Instant::now() >= next_kernel_read {

@@ -69,6 +69,9 @@ pub struct CaptureArgs {
     /// Testing aid: sleep this many milliseconds after each ring block (a deliberately slow reader).
     #[arg(long, hide = true, default_value_t = 0, value_name = "MS")]
     pub debug_reader_delay: u64,
+    /// Benchmark aid: readers wait this many milliseconds before reading, then report the drain rate.
+    #[arg(long, hide = true, default_value_t = 0, value_name = "MS")]
+    pub debug_start_delay: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub engine: EngineArgs,
@@ -128,6 +131,7 @@ pub fn run_capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     config.stats_interval =
         (!args.quiet && args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
     config.reader_block_delay = Duration::from_millis(args.debug_reader_delay);
+    config.reader_start_delay = Duration::from_millis(args.debug_start_delay);
 
     if !args.quiet {
         eprintln!(
