@@ -18,7 +18,7 @@ use std::thread;
 /// Batches a worker queue holds before the reader waits (offline) or drops (live).
 pub const WORKER_QUEUE_BATCHES: usize = 64;
 /// Messages the sink queue holds before workers wait.
-pub const SINK_QUEUE_MESSAGES: usize = 256;
+pub const SINK_QUEUE_MESSAGES: usize = 16;
 
 /// Settings of an offline run.
 #[derive(Clone, Debug)]

@@ -31,7 +31,7 @@ pub enum SinkMessage {
 }
 
 /// Rows a worker accumulates before it hands them to the sink.
-pub const OUTPUT_BATCH_ROWS: usize = 4096;
+pub const OUTPUT_BATCH_ROWS: usize = 1024;
 
 /// The worker loop. Returns its counters when told to finish or when its queue closes.
 pub fn run_worker(
@@ -111,7 +111,9 @@ pub fn run_worker_with_plugins(
             }
         }
     }
-    engine.finish(finish_reason);
+    engine.finish_draining(finish_reason, OUTPUT_BATCH_ROWS, |output| {
+        drain_output(output, &sink, &mut counters, plugins.as_mut())
+    });
     if let Some(p) = plugins.as_mut() {
         p.catch_up_flows(&mut engine.output);
         p.finish(&mut engine.output.events);
@@ -121,17 +123,26 @@ pub fn run_worker_with_plugins(
     counters
 }
 
-fn drain(engine: &mut Engine, sink: &Sender<SinkMessage>, counters: &mut WorkerCounters, mut plugins: Option<&mut WorkerPlugins>) {
+fn drain(engine: &mut Engine, sink: &Sender<SinkMessage>, counters: &mut WorkerCounters, plugins: Option<&mut WorkerPlugins>) {
+    drain_output(&mut engine.output, sink, counters, plugins);
+}
+
+fn drain_output(
+    output: &mut crate::tcp::EngineOutput,
+    sink: &Sender<SinkMessage>,
+    counters: &mut WorkerCounters,
+    mut plugins: Option<&mut WorkerPlugins>,
+) {
     if let Some(p) = plugins.as_deref_mut() {
-        p.catch_up_flows(&mut engine.output);
+        p.catch_up_flows(output);
     }
-    if !engine.output.events.is_empty() {
-        let events = std::mem::take(&mut engine.output.events);
+    if !output.events.is_empty() {
+        let events = std::mem::take(&mut output.events);
         counters.events += events.len() as u64;
         let _ = sink.send(SinkMessage::Events(events));
     }
-    if !engine.output.flows.is_empty() {
-        let flows = std::mem::take(&mut engine.output.flows);
+    if !output.flows.is_empty() {
+        let flows = std::mem::take(&mut output.flows);
         if let Some(p) = plugins {
             p.flows_drained();
         }

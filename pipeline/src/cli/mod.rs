@@ -186,6 +186,13 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    if report.sink.stale_staging_files_removed > 0 {
+        eprintln!(
+            "tcpscope: removed {} incomplete file(s) that an interrupted run left in {}",
+            report.sink.stale_staging_files_removed,
+            args.out.join(".staging").display()
+        );
+    }
     for e in &report.source_errors {
         eprintln!("tcpscope: error: {e}");
     }

@@ -62,7 +62,7 @@ impl SinkConfig {
             out_dir,
             sensor,
             sources,
-            batch_rows: 65_536,
+            batch_rows: 8_192,
             max_rows_per_file: 2_000_000,
             max_file_age_ns: 60 * crate::time::NANOS_PER_SEC,
             run_tag,
@@ -314,12 +314,24 @@ fn writer_properties(dataset: Dataset) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(1 << 20))
+        // Dictionary pages are kept per column until the row group closes: allow them only where
+        // values repeat (names, kinds, states), so memory stays bounded on wide, unique rows.
+        .set_dictionary_enabled(false)
+        .set_dictionary_page_size_limit(256 * 1024)
+        .set_max_row_group_row_count(Some(32 * 1024))
+        .set_max_row_group_bytes(Some(64 << 20))
         .set_key_value_metadata(Some(vec![
             KeyValue::new("tcpscope.schema_version".to_owned(), schema::SCHEMA_VERSION.to_owned()),
             KeyValue::new("tcpscope.dataset".to_owned(), dataset.as_str().to_owned()),
             KeyValue::new("tcpscope.version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
         ]));
+    let dictionary_columns: &[&str] = match dataset {
+        Dataset::Events => &["sensor", "source", "detector", "kind", "severity", "direction"],
+        Dataset::Flows => &["sensor", "source", "conn_state", "history", "close_reason"],
+    };
+    for c in dictionary_columns {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*c), true);
+    }
     let bloom_columns: &[&str] = match dataset {
         Dataset::Events => &["src_ip", "dst_ip"],
         Dataset::Flows => &["orig_h", "resp_h", "community_id"],

@@ -101,7 +101,8 @@ pub struct SegmentVerdict {
 pub struct Engine {
     config: EngineConfig,
     now: Timestamp,
-    slots: Vec<Option<Connection>>,
+    /// Boxed so the slab stays small and growing it never copies connection state.
+    slots: Vec<Option<Box<Connection>>>,
     free_slots: Vec<u32>,
     index: HashMap<FlowKey, u32>,
     /// One entry per live connection: (deadline, slot, generation). Entries may be stale (a
@@ -235,23 +236,34 @@ impl Engine {
     /// Ends every open flow (`close_reason` = `reason`, e.g. end of input or shutdown), in the
     /// order the flows began, so output order does not depend on hashing.
     pub fn finish(&mut self, reason: CloseReason) {
-        let mut open: Vec<Connection> = Vec::with_capacity(self.index.len());
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].is_some() {
-                open.push(self.remove(slot as u32));
-            }
-        }
-        open.sort_by_key(|c| (c.first_ts(), c.first_packet()));
-        for conn in open {
+        self.finish_draining(reason, usize::MAX, |_| {});
+    }
+
+    /// Like [`Engine::finish`], but hands the output to `drain` every `batch` flows, so a table
+    /// of a million flows never holds a million finished rows at once.
+    pub fn finish_draining(&mut self, reason: CloseReason, batch: usize, mut drain: impl FnMut(&mut EngineOutput)) {
+        let mut open: Vec<(Timestamp, u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| c.as_ref().map(|c| (c.first_ts(), c.first_packet(), slot as u32)))
+            .collect();
+        open.sort_unstable();
+        for (_, _, slot) in open {
+            let conn = self.remove(slot);
             let reason = conn.natural_close_reason().unwrap_or(reason);
             self.finish_connection(conn, reason);
+            if self.output.flows.len() >= batch {
+                drain(&mut self.output);
+            }
         }
         self.timers.clear();
+        drain(&mut self.output);
     }
 
     fn insert(&mut self, key: FlowKey, seg: &Segment, side: crate::flow::Side) -> u32 {
         self.generation = self.generation.wrapping_add(1);
-        let conn = Connection::new(key, seg, side, self.generation);
+        let conn = Box::new(Connection::new(key, seg, side, self.generation));
         let deadline = conn.deadline(&self.config);
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -269,7 +281,7 @@ impl Engine {
         slot
     }
 
-    fn remove(&mut self, slot: u32) -> Connection {
+    fn remove(&mut self, slot: u32) -> Box<Connection> {
         let conn = self.slots[slot as usize].take().expect("removing a live slot");
         self.index.remove(conn.key());
         self.free_slots.push(slot);
@@ -293,7 +305,7 @@ impl Engine {
         }
     }
 
-    fn finish_connection(&mut self, mut conn: Connection, reason: CloseReason) {
+    fn finish_connection(&mut self, mut conn: Box<Connection>, reason: CloseReason) {
         let config = self.config;
         let record = conn.finish(reason, &config, &mut self.output.events);
         self.output.flows.push(record);
