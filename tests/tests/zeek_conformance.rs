@@ -25,9 +25,15 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Zeek's timers: an unanswered SYN ends its connection after `tcp_attempt_delay` (5 s); the
+/// other defaults (5 min inactivity, 5 s close delay) are already Zeek's.
+fn zeek_config() -> EngineConfig {
+    EngineConfig { attempt_timeout_ns: 5_000_000_000, ..EngineConfig::default() }
+}
+
 /// Runs the engine over a capture and returns its flow rows in order of first packet.
 fn flows_of(path: &Path) -> Vec<FlowRecord> {
-    let mut engine = Engine::new(EngineConfig::default());
+    let mut engine = Engine::new(zeek_config());
     let file = CaptureFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let _ = file.read(
         |frame| {

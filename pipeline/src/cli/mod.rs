@@ -47,9 +47,9 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub close_linger: f64,
     /// End a connection attempt whose SYN is still unanswered after this many seconds
-    /// (close_reason attempt_timeout, Zeek's tcp_attempt_delay); later packets start a new row,
-    /// as in Zeek's conn.log. 0 keeps such attempts open until the idle timeout.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    /// (close_reason attempt_timeout); later packets start a new row. 0 (the default) keeps a
+    /// retried attempt in one row; 5 reproduces Zeek's conn.log rows (tcp_attempt_delay).
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
     pub attempt_timeout: f64,
     /// Maximum concurrent flows (all workers together); the longest-idle flow is evicted beyond it.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]

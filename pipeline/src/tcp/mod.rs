@@ -31,8 +31,8 @@ pub struct EngineConfig {
     /// After both FINs or an RST, late packets still join the flow for this long (Zeek: 5 s).
     pub close_linger_ns: u64,
     /// A SYN still unanswered this long after it was sent ends its flow (`close_reason =
-    /// attempt_timeout`, Zeek's `tcp_attempt_delay`: 5 s); later packets start a new row, as in
-    /// Zeek's conn.log. 0 disables.
+    /// attempt_timeout`); later packets start a new row. 0 (the default) keeps a retried attempt
+    /// in one row; Zeek's conn.log uses 5 s (`tcp_attempt_delay`).
     pub attempt_timeout_ns: u64,
     /// Bound on concurrent flows in this engine; the longest-idle flow is evicted beyond it.
     pub max_flows: usize,
@@ -47,7 +47,7 @@ impl Default for EngineConfig {
         EngineConfig {
             idle_timeout_ns: 300 * crate::time::NANOS_PER_SEC,
             close_linger_ns: 5 * crate::time::NANOS_PER_SEC,
-            attempt_timeout_ns: 5 * crate::time::NANOS_PER_SEC,
+            attempt_timeout_ns: 0,
             max_flows: 1_000_000,
             analysis: AnalysisLimits::default(),
             diagnostics: DiagnosticsConfig::default(),

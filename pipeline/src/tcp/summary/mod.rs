@@ -568,12 +568,13 @@ mod tests {
         let syn = PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_000).flags(TcpFlags::SYN);
         let data = PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_001).ack(1).payload_len(10);
         let frames = vec![frame(T0, syn.clone()), frame(T0 + 3 * S, data.clone()), frame(T0 + 6 * S, data)];
-        let (rows, _) = flows(EngineConfig::default(), &frames);
+        let zeek = EngineConfig { attempt_timeout_ns: 5 * S, ..EngineConfig::default() };
+        let (rows, _) = flows(zeek, &frames);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].conn_state, rows[0].history.as_str()), ("S0", "SD"));
         assert_eq!(rows[0].close_reason, CloseReason::AttemptTimeout);
-        // Disabled: one row.
-        let config = EngineConfig { attempt_timeout_ns: 0, ..EngineConfig::default() };
+        // Disabled (the default): one row.
+        let config = EngineConfig::default();
         let frames = vec![frame(T0, syn), frame(T0 + 6 * S, PacketBuilder::v4("10.0.0.1:40000", "10.0.0.2:5001").seq(1_001).ack(1))];
         let (rows, _) = flows(config, &frames);
         assert_eq!(rows.len(), 1);
