@@ -41,31 +41,32 @@ impl Default for DiagnosticsConfig {
     }
 }
 
-/// Intervals kept for the `details` of a story (older ones are counted, not listed).
-const MAX_INTERVALS: usize = 12;
+/// Intervals kept for the `details` of a story (later ones are counted, not listed).
+const MAX_INTERVALS: usize = 10;
 
-/// A short list of intervals without heap allocation.
+/// A short list of intervals in microseconds, without heap allocation (kept small: one lives
+/// in every connection).
 #[derive(Clone, Copy, Debug, Default)]
 struct Intervals {
     len: u8,
-    ns: [u64; MAX_INTERVALS],
+    micros: [u32; MAX_INTERVALS],
 }
 
 impl Intervals {
     fn push(&mut self, ns: u64) {
         if (self.len as usize) < MAX_INTERVALS {
-            self.ns[self.len as usize] = ns;
+            self.micros[self.len as usize] = (ns / 1_000).min(u32::MAX as u64) as u32;
             self.len += 1;
         }
     }
     /// `1.000s,2.000s,…` (milliseconds precision).
     fn render(&self) -> String {
         let mut s = String::new();
-        for (i, ns) in self.ns[..self.len as usize].iter().enumerate() {
+        for (i, us) in self.micros[..self.len as usize].iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
-            let _ = write!(s, "{}.{:03}s", ns / 1_000_000_000, (ns % 1_000_000_000) / 1_000_000);
+            let _ = write!(s, "{}.{:03}s", us / 1_000_000, (us % 1_000_000) / 1_000);
         }
         s
     }

@@ -61,7 +61,7 @@ pub(crate) fn classify(seg: &Segment, fwd: &DirectionState, rev: &DirectionState
 /// packet that last advanced `nextseq`. Returns (packet, sent at ns).
 #[inline]
 pub(crate) fn rto_reference(fwd: &DirectionState) -> (u64, u64) {
-    match fwd.segments.first() {
+    match fwd.segments.front() {
         Some(u) => (u.packet, u.ts),
         None => (fwd.nextseq_packet, fwd.nextseq_time),
     }

@@ -4,6 +4,7 @@
 use super::AnalysisFlags;
 use crate::decode::SackBlocks;
 use crate::tcp::seq::{seq_gt, seq_le};
+use std::collections::VecDeque;
 
 /// Window scale of a direction: a shift 0–14, or one of these markers (Wireshark's values).
 pub(crate) const WSCALE_UNKNOWN: i8 = -1;
@@ -61,7 +62,10 @@ pub(crate) struct DirectionState {
     /// SACK blocks of the last packet in this direction (at most 3, as Wireshark 4.0 keeps).
     pub sack: SackBlocks,
     /// Unacknowledged segments, oldest first.
-    pub segments: Vec<Unacked>,
+    pub segments: VecDeque<Unacked>,
+    /// Whether `segments` is sorted by sequence number without overlap (the common case), so an
+    /// ACK acknowledges a prefix and the span in flight is first-to-last.
+    pub in_order: bool,
     /// Segments not remembered because `segments` was full.
     pub refused: u64,
     /// Keep-alives in a row from this direction.
@@ -89,7 +93,8 @@ impl Default for DirectionState {
             last_flags: AnalysisFlags(0),
             valid_bif: true,
             sack: SackBlocks::default(),
-            segments: Vec::new(),
+            segments: VecDeque::new(),
+            in_order: true,
             refused: 0,
             keep_alive_run: 0,
             last_packet: 0,
@@ -109,7 +114,15 @@ impl DirectionState {
     #[inline]
     pub fn remember(&mut self, unacked: Unacked, limit: usize) -> bool {
         if self.segments.len() < limit {
-            self.segments.push(unacked);
+            match self.segments.back() {
+                Some(last) => {
+                    if !seq_le(last.nextseq, unacked.seq) || !seq_le(unacked.seq, unacked.nextseq) {
+                        self.in_order = false;
+                    }
+                }
+                None => self.in_order = true,
+            }
+            self.segments.push_back(unacked);
             true
         } else {
             self.refused += 1;
@@ -137,6 +150,13 @@ impl DirectionState {
     /// Wireshark's ACK walk over this direction's segments (acknowledged by `ack` from the peer):
     /// exact matches give the RTT reference, partial ACKs trim, acknowledged entries are freed.
     pub fn acknowledge(&mut self, ack: u32) -> AckOutcome {
+        if self.segments.is_empty() {
+            self.in_order = true;
+            return AckOutcome::default();
+        }
+        if self.in_order {
+            return self.acknowledge_prefix(ack);
+        }
         let mut outcome = AckOutcome::default();
         let mut ambiguous = false;
         // Wireshark walks newest first and the last match wins: that is the oldest match.
@@ -160,17 +180,49 @@ impl DirectionState {
         if let Some(m) = outcome.matched.as_mut() {
             m.2 = ambiguous;
         }
+        if self.segments.is_empty() {
+            self.in_order = true;
+        }
+        outcome
+    }
+
+    /// The same walk when the segments are in order without overlap: what the ACK covers is a
+    /// prefix, and only the first segment left can be partly acknowledged.
+    #[inline]
+    fn acknowledge_prefix(&mut self, ack: u32) -> AckOutcome {
+        let mut outcome = AckOutcome::default();
+        while let Some(u) = self.segments.front_mut() {
+            if ack == u.nextseq {
+                outcome.matched = Some((u.packet, u.ts, u.retransmitted));
+                self.segments.pop_front();
+                break;
+            }
+            if seq_gt(ack, u.seq) && seq_le(ack, u.nextseq) {
+                u.seq = ack;
+                break;
+            }
+            if seq_gt(u.nextseq, ack) {
+                break;
+            }
+            self.segments.pop_front();
+        }
         outcome
     }
 
     /// Wireshark 4.0's payload-based bytes in flight of this direction (before the SACK and
     /// SYN/FIN corrections): highest end minus lowest start, relative to the base sequence.
     pub fn span_in_flight(&self) -> Option<u32> {
-        let first = self.segments.first()?;
+        let first = self.segments.front()?;
         let base = self.base_seq;
         let mut lo = first.seq.wrapping_sub(base);
         let mut hi = first.nextseq.wrapping_sub(base);
-        for u in &self.segments[1..] {
+        if self.in_order {
+            let last = self.segments.back()?.nextseq.wrapping_sub(base);
+            if last >= hi {
+                return Some(last.wrapping_sub(lo));
+            }
+        }
+        for u in self.segments.iter().skip(1) {
             let s = u.seq.wrapping_sub(base);
             let e = u.nextseq.wrapping_sub(base);
             if e > hi {

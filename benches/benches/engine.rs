@@ -1,0 +1,171 @@
+//! The TCP analysis engine alone, in nanoseconds per segment, on a realistic mix: many
+//! interleaved connections with handshakes, bulk data ACKed every second segment, a little loss
+//! (duplicate ACKs, fast and timeout retransmissions), window updates, keep-alives and closes.
+//! Segments are decoded once, before measuring; the engine (flow table, per-packet analysis,
+//! diagnostics, summaries) is what is timed.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use tcpscope::decode::{decode, LinkType, Segment, TcpFlags};
+use tcpscope::flow::{Direction, FlowKey};
+use tcpscope::tcp::analysis::{AnalysisLimits, SequenceAnalysis};
+use tcpscope::tcp::{CloseReason, Engine, EngineConfig};
+use tcpscope::testing::Conversation;
+use tcpscope::time::Timestamp;
+
+/// A small deterministic generator (xorshift), so the mix is the same on every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.next() % 1000 < per_mille
+    }
+}
+
+const MS: u64 = 1_000_000;
+
+/// One connection's frames: (time ns, Ethernet frame).
+fn connection(index: u32, start: u64, rng: &mut Rng) -> Vec<(u64, Vec<u8>)> {
+    let client = format!("198.18.{}.{}:{}", (index >> 8) & 0xff, index & 0xff, 20_000 + (index % 40_000));
+    let mut c = Conversation::new(&client, "198.19.0.1:443", rng.next() as u32, rng.next() as u32);
+    let rtt = (1 + rng.next() % 40) * MS;
+    let mut t = start;
+    c.handshake(t, rtt);
+    t += rtt + 2 * MS;
+    c.client_data(t, 300);
+    t += rtt / 2;
+    c.server_ack(t);
+    let segments = 20 + rng.next() % 120;
+    let mut i = 0;
+    while i < segments {
+        t += 100_000;
+        if rng.chance(15) {
+            // A lost segment: the next ones arrive, the client sends duplicate ACKs, the server
+            // retransmits fast (or after a timeout).
+            let lost_seq = c.server_next();
+            let hole = c.clone(); // the client's view: it keeps ACKing the hole
+            c.server_data(t, 1448); // lost before the capture point: the frame is dropped
+            c.frames.pop();
+            for _ in 0..3 {
+                t += 100_000;
+                c.server_data(t, 1448);
+                let dup = hole.from_client().flags(TcpFlags::ACK).window(512);
+                c.push(t + 10_000, dup);
+            }
+            let late = if rng.chance(500) { 5 * MS } else { 300 * MS };
+            t += late;
+            let retrans = hole.from_server().seq(lost_seq).flags(TcpFlags::ACK).payload_len(1448).window(512);
+            c.push(t, retrans);
+            t += rtt;
+            c.client_ack(t);
+            i += 4;
+            continue;
+        }
+        c.server_data(t, 1448);
+        if i % 2 == 1 {
+            c.client_ack(t + rtt / 2);
+        }
+        i += 1;
+    }
+    t += rtt;
+    c.client_ack(t);
+    if rng.chance(100) {
+        // An idle keep-alive and its ACK, then a window update.
+        t += 10 * MS;
+        let ka = c.from_client().seq(c.client_next().wrapping_sub(1)).flags(TcpFlags::ACK).window(512);
+        c.push(t, ka);
+        c.server_ack(t + rtt);
+        c.push(t + rtt + MS, c.from_client().flags(TcpFlags::ACK).window(1024));
+    }
+    t += 5 * MS;
+    c.close(t, rtt);
+    c.frames
+}
+
+/// About 200,000 segments from 2,000 connections started 0.5 ms apart, in time order.
+fn realistic_mix() -> Vec<Segment> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut frames = Vec::new();
+    for i in 0..2_000u32 {
+        frames.extend(connection(i, 1_700_000_000_000_000_000 + i as u64 * MS / 2, &mut rng));
+    }
+    frames.sort_by_key(|(t, _)| *t);
+    frames
+        .iter()
+        .enumerate()
+        .filter_map(|(n, (t, f))| decode(LinkType::Ethernet, f, Timestamp(*t), n as u64 + 1, 0).ok())
+        .collect()
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let segments = realistic_mix();
+    let mut probe = Engine::new(EngineConfig::default());
+    for s in &segments {
+        probe.handle_segment(s);
+    }
+    probe.finish(CloseReason::EndOfInput);
+    eprintln!(
+        "engine bench mix: {} segments, {} flows, {} events",
+        segments.len(),
+        probe.output.flows.len(),
+        probe.output.events.len()
+    );
+    let mut group = c.benchmark_group("engine");
+    group.sample_size(20);
+    // The reported time is per segment (the custom timing divides by the segment count).
+    group.bench_function("realistic_mix_per_segment", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iterations {
+                let mut engine = Engine::new(EngineConfig::default());
+                let started = std::time::Instant::now();
+                for s in &segments {
+                    engine.handle_segment(black_box(s));
+                }
+                engine.finish(CloseReason::EndOfInput);
+                total += started.elapsed();
+                black_box(engine.output.events.len());
+            }
+            // Report per segment: criterion divides by the iterations only.
+            total / segments.len() as u32
+        })
+    });
+    // The per-packet analysis alone (flow lookup done beforehand), to see its share.
+    let mut index = std::collections::HashMap::new();
+    let routed: Vec<(usize, Direction)> = segments
+        .iter()
+        .map(|s| {
+            let (key, side) = FlowKey::of(s);
+            let next = index.len();
+            let (i, orig_side) = *index.entry(key).or_insert((next, side));
+            (i, if side == orig_side { Direction::Orig } else { Direction::Resp })
+        })
+        .collect();
+    let flows = index.len();
+    group.bench_function("analysis_only_per_segment", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = std::time::Duration::ZERO;
+            let limits = AnalysisLimits::default();
+            for _ in 0..iterations {
+                let mut analyses = vec![SequenceAnalysis::new(); flows];
+                let mut events = Vec::new();
+                let started = std::time::Instant::now();
+                for (s, &(i, dir)) in segments.iter().zip(&routed) {
+                    black_box(analyses[i].on_segment(black_box(s), dir, 1, &limits, &mut events));
+                }
+                total += started.elapsed();
+                black_box(events.len());
+            }
+            total / segments.len() as u32
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_engine);
+criterion_main!(benches);
