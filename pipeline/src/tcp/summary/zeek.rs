@@ -1299,6 +1299,56 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_packets_never_panic() {
+        // Seeded xorshift: random flags, sequence and acknowledgement numbers (often near the
+        // wrap and near each other), lengths and windows, in both directions.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200 {
+            let mut zc: Option<ZeekConnection> = None;
+            let base = next() as u32;
+            for i in 0..60 {
+                let r = next();
+                let from_client = r & 1 == 0;
+                let near = |x: u64| base.wrapping_add((x % 5_000) as u32).wrapping_sub(2_500);
+                let seq = if r & 2 == 0 { near(next()) } else { next() as u32 };
+                let ack = if r & 4 == 0 { near(next()) } else { next() as u32 };
+                let len = if r & 8 == 0 { 0 } else { (next() % 3_000) as u32 };
+                let seg = Segment {
+                    ts: Timestamp::from_secs_nanos(1_000 + i, 0),
+                    packet_number: i + 1,
+                    source_index: 0,
+                    src_ip: (if from_client { CLIENT } else { SERVER }).parse().unwrap(),
+                    dst_ip: (if from_client { SERVER } else { CLIENT }).parse().unwrap(),
+                    src_port: if from_client { 40000 } else { 80 },
+                    dst_port: if from_client { 80 } else { 40000 },
+                    seq,
+                    ack,
+                    flags: TcpFlags((next() & 0x1ff) as u16),
+                    window: if r & 16 == 0 { 0 } else { 1000 },
+                    payload_len: len,
+                    captured_payload_len: if r & 32 == 0 { len } else { len / 2 },
+                    ip_len: 40 + len,
+                    ttl: 64,
+                    ip_id: 0,
+                    vlan: None,
+                    options: TcpOptions::default(),
+                };
+                let dir = if from_client { Direction::Orig } else { Direction::Resp };
+                zc.get_or_insert_with(|| ZeekConnection::new(&seg, dir)).on_segment(&seg, dir);
+            }
+            let z = zc.unwrap();
+            let _ = (z.conn_state(), z.sizes(), z.missed_bytes_by_engine_direction(), z.close_complete());
+            assert!(z.history().chars().all(|ch| "^SHADFRIQTWGshadfriqtwg".contains(ch)), "{}", z.history());
+        }
+    }
+
+    #[test]
     fn close_complete_rules() {
         assert!(!run(&handshake()).close_complete());
         assert!(run(&with(handshake(), vec![c("RA", CISN + 1, SISN + 1, 0)])).close_complete());
