@@ -100,7 +100,7 @@ ORDER BY syn_synack_ms DESC, resp_h, resp_p;
 -- name: capture_loss
 -- Bytes the endpoints acknowledged but the capture never saw (Zeek's missed_bytes): tap or
 -- capture drops rather than network loss.
-SELECT orig_h, orig_p, resp_h, resp_p, missed_bytes, history,
+SELECT orig_h, orig_p, resp_h, resp_p, missed_bytes, orig_missed_bytes, resp_missed_bytes, history,
        round(100.0 * missed_bytes / nullif(orig_bytes + resp_bytes, 0), 2) AS missed_pct
 FROM read_parquet('{out}/flows/**/*.parquet', hive_partitioning = true)
 WHERE missed_bytes > 0

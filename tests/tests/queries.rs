@@ -7,6 +7,8 @@
 //!   request; three refused attempts to 10.2.0.20:443 from two clients, one to 10.2.0.21:22;
 //! - minute 1: one connection reset by its client (to 10.2.0.10:80), two reset by the server
 //!   10.2.0.30:8080, and one whose client advertises a zero window for 2 s (to 10.2.0.40:9000);
+//! - minute 1 too: a connection to 10.2.0.60:2049 whose first 300 response bytes the capture
+//!   missed (the client ACKs them), left open;
 //! - minute 2: a port-reuse storm: 10.1.0.9:40000 opens four connections to 10.2.0.50:7000 in a
 //!   row, each reset by the client and followed 0.5 s later by a SYN with a new ISN.
 
@@ -92,6 +94,15 @@ fn scenario() -> Vec<(u64, Vec<u8>)> {
     c.client_ack(t + 2_060 * MS);
     c.close(t + 2_100 * MS, 10 * MS);
     frames.extend(c.frames);
+    // Minute 1: capture loss.
+    let t = T0 + 80 * S;
+    let mut c = Conversation::new("10.1.0.10:44001", "10.2.0.60:2049", 1_000, 9_000);
+    c.handshake(t, 10 * MS);
+    let after_hole = c.from_server().seq(9_001 + 300).flags(TcpFlags::ACK | TcpFlags::PSH).payload_len(200);
+    c.push(t + 20 * MS, after_hole);
+    let ack = c.from_client().ack(9_001 + 500).flags(TcpFlags::ACK).window(512);
+    c.push(t + 30 * MS, ack);
+    frames.extend(c.frames);
     // Minute 2: port-reuse storm.
     for g in 0..4u64 {
         let t = T0 + 125 * S + g * 500 * MS;
@@ -173,7 +184,7 @@ fn documented_queries_answer_the_scenario() {
 
     assert_eq!(
         results["flows_by_conn_state"],
-        vec![row(&["RSTO", "5"]), row(&["REJ", "4"]), row(&["SF", "4"]), row(&["RSTR", "2"])]
+        vec![row(&["RSTO", "5"]), row(&["REJ", "4"]), row(&["SF", "4"]), row(&["RSTR", "2"]), row(&["S1", "1"])]
     );
     // One timeout retransmission of 10.1.0.3's request, out of 11 packets.
     assert_eq!(
@@ -205,6 +216,7 @@ fn documented_queries_answer_the_scenario() {
         vec![
             row(&["10.2.0.10", "80", "4", "9", "20.0", "20.0", "20.0"]),
             row(&["10.2.0.40", "9000", "1", "3", "10.0", "10.0", "10.0"]),
+            row(&["10.2.0.60", "2049", "1", "1", "10.0", "10.0", "10.0"]),
             row(&["10.2.0.30", "8080", "2", "4", "5.0", "5.0", "5.0"]),
             row(&["10.2.0.50", "7000", "4", "4", "2.0", "2.0", "2.0"]),
             row(&["10.2.0.20", "443", "3", "3", "1.0", "1.0", "NULL"]),
@@ -240,10 +252,14 @@ fn documented_queries_answer_the_scenario() {
         vec![
             row(&["10.2.0.10", "80", "4", "20.0", "0.001"]),
             row(&["10.2.0.40", "9000", "1", "10.0", "0.001"]),
+            row(&["10.2.0.60", "2049", "1", "10.0", "0.001"]),
             row(&["10.2.0.30", "8080", "2", "5.0", "0.001"]),
             row(&["10.2.0.50", "7000", "4", "2.0", "0.001"]),
         ]
     );
-    // Nothing was ACKed without being seen.
-    assert!(results["capture_loss"].is_empty(), "{:?}", results["capture_loss"]);
+    // 300 of the 500 bytes of the response sequence space were ACKed but never captured.
+    assert_eq!(
+        results["capture_loss"],
+        vec![row(&["10.1.0.10", "44001", "10.2.0.60", "2049", "300", "0", "300", "ShAdg", "60.0"])]
+    );
 }

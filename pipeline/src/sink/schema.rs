@@ -88,6 +88,12 @@ pub const DIRECTION_COLUMNS: &[(&str, DataType)] = &[
     ("rtt_p95_ns", DataType::Int64),
 ];
 
+/// Per-direction columns added later, appended after every other column as `orig_<name>`,
+/// `resp_<name>` pairs: `missed_bytes` (this direction's share of Zeek's `missed_bytes`) and
+/// `rtt_ambiguous_acks` (ACKs of retransmitted data, which Karn's rule keeps out of the RTT).
+pub const LATER_DIRECTION_COLUMNS: &[(&str, DataType)] =
+    &[("missed_bytes", DataType::Int64), ("rtt_ambiguous_acks", DataType::Int64)];
+
 /// The `flows` schema.
 pub fn flows_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
@@ -122,6 +128,12 @@ pub fn flows_schema() -> SchemaRef {
             ];
             for prefix in ["orig", "resp"] {
                 for (name, ty) in DIRECTION_COLUMNS {
+                    fields.push(Field::new(format!("{prefix}_{name}"), ty.clone(), true));
+                }
+            }
+            // Added after the first release of the schema, so appended at the end.
+            for (name, ty) in LATER_DIRECTION_COLUMNS {
+                for prefix in ["orig", "resp"] {
                     fields.push(Field::new(format!("{prefix}_{name}"), ty.clone(), true));
                 }
             }
@@ -250,5 +262,9 @@ pub fn flows_batch(rows: &[FlowRecord], sensor: &str, sources: &[String]) -> Res
     ];
     columns.extend(direction_columns(rows, |r| &r.orig));
     columns.extend(direction_columns(rows, |r| &r.resp));
+    columns.push(i64s(rows, |r| Some(r.orig.missed_bytes as i64)));
+    columns.push(i64s(rows, |r| Some(r.resp.missed_bytes as i64)));
+    columns.push(i64s(rows, |r| Some(r.orig.rtt_ambiguous_acks as i64)));
+    columns.push(i64s(rows, |r| Some(r.resp.rtt_ambiguous_acks as i64)));
     RecordBatch::try_new(flows_schema(), columns)
 }

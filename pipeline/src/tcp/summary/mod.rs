@@ -125,6 +125,12 @@ pub struct DirectionMetrics {
     pub max_bytes_in_flight: u64,
     /// RTT of this direction's data.
     pub rtt: RttStats,
+    /// ACKs of this direction's data that gave no RTT sample because the data had been
+    /// retransmitted (Karn's rule; tcptrace's "ambiguous acks").
+    pub rtt_ambiguous_acks: u64,
+    /// Bytes of this direction acknowledged or skipped but never captured (its share of Zeek's
+    /// `missed_bytes`).
+    pub missed_bytes: u64,
 }
 
 impl DirectionMetrics {
@@ -254,6 +260,8 @@ impl FlowSummary {
         if let Some((data_dir, ns, karn_ok)) = analysis.rtt_sample {
             if karn_ok {
                 self.rtt[data_dir.index()].add(ns);
+            } else {
+                self.metrics[data_dir.index()].rtt_ambiguous_acks += 1;
             }
         }
 
@@ -387,6 +395,8 @@ impl FlowSummary {
         if let Some(z) = &self.zeek {
             let missed = z.missed_bytes_by_engine_direction();
             missed_bytes = missed[0] + missed[1];
+            metrics[0].missed_bytes = missed[0];
+            metrics[1].missed_bytes = missed[1];
             if z.flipped_against_engine() {
                 // Zeek kept the SYN/ACK sender as the originator (no reply traffic followed):
                 // write the row in Zeek's orientation.
@@ -508,8 +518,26 @@ mod tests {
         assert_eq!(r.orig.rtt.samples, 1);
         assert_eq!(r.orig.rtt.max_ns, Some(20 * MS as i64));
         assert_eq!(r.orig.retransmissions, 1);
+        assert_eq!((r.orig.rtt_ambiguous_acks, r.resp.rtt_ambiguous_acks), (1, 0));
         assert_eq!((r.orig.payload_bytes, r.orig.unique_bytes), (200, 100));
         assert_eq!(r.history, "ShADTa");
+    }
+
+    #[test]
+    fn missed_bytes_per_direction() {
+        let mut c = Conversation::new("10.0.0.1:40000", "10.0.0.2:5001", 1_000, 9_000);
+        c.handshake(T0, 10 * MS);
+        c.client_data(T0 + 20 * MS, 100);
+        // 300 bytes of the server's are never captured, then 200 are, and the client ACKs all.
+        let unseen = c.from_server().seq(9_001 + 300).flags(TcpFlags::ACK | TcpFlags::PSH).payload_len(200);
+        c.push(T0 + 30 * MS, unseen);
+        let ack = c.from_client().ack(9_001 + 500).flags(TcpFlags::ACK);
+        c.push(T0 + 40 * MS, ack);
+        let (rows, _) = flows(EngineConfig::default(), &c.frames);
+        let r = &rows[0];
+        assert_eq!((r.missed_bytes, r.orig.missed_bytes, r.resp.missed_bytes), (300, 0, 300));
+        assert_eq!(r.resp.seq_bytes, 500);
+        assert_eq!(r.history, "ShADdg");
     }
 
     #[test]
