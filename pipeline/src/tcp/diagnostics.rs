@@ -154,10 +154,11 @@ impl Diagnostics {
         config: &DiagnosticsConfig,
         out: &mut Vec<Event>,
     ) {
-        // A handshake deadline that passed before this packet is decided first.
+        // A handshake deadline that passed before this packet is decided first: the flow's own
+        // packets reach past it.
         if let Some(deadline) = self.handshake_deadline(config) {
             if seg.ts >= deadline {
-                self.handshake_timeout(deadline, flow_id, out);
+                self.handshake_timeout(flow_id, out);
             }
         }
         let flags = seg.flags;
@@ -364,12 +365,14 @@ impl Diagnostics {
         }
     }
 
-    /// Packet time has reached `now` with no packet on this connection. Events decided here
-    /// carry the deadline's time, not `now`.
+    /// Packet time has reached `now` with no packet on this connection. What is decided here
+    /// is decided the same way at flow end (a timer may or may not run before the flow ends,
+    /// depending on other flows' packets) and carries the time of the flow's last packet, not
+    /// `now`: the same packets give the same events whatever the worker count.
     pub fn on_timeout(&mut self, now: Timestamp, flow_id: u64, config: &DiagnosticsConfig, out: &mut Vec<Event>) {
         if let Some(deadline) = self.handshake_deadline(config) {
-            if now >= deadline {
-                self.handshake_timeout(deadline, flow_id, out);
+            if now >= deadline && self.syns_sent >= 2 {
+                self.handshake_timeout(flow_id, out);
             }
         }
     }
@@ -383,12 +386,11 @@ impl Diagnostics {
         config: &DiagnosticsConfig,
         out: &mut Vec<Event>,
     ) {
-        if let Some(deadline) = self.handshake_deadline(config) {
-            // One SYN cut off by the end of the capture is no timeout yet.
-            let cut_off = matches!(reason, CloseReason::EndOfInput | CloseReason::Shutdown) && self.syns_sent < 2;
-            if !cut_off || end >= deadline {
-                self.handshake_timeout(deadline.min(end), flow_id, out);
-            }
+        // SYNs retried and never answered; one lone SYN is a timeout only once the flow's own
+        // packets reached the deadline (decided on that packet above), not when the capture or
+        // the flow table ends it.
+        if self.handshake_deadline(config).is_some() && self.syns_sent >= 2 {
+            self.handshake_timeout(flow_id, out);
         }
         for dir in [Direction::Orig, Direction::Resp] {
             self.flush_backoff(dir, flow_id, config, out);
@@ -419,8 +421,10 @@ impl Diagnostics {
         }
     }
 
-    fn handshake_timeout(&mut self, at: Timestamp, flow_id: u64, out: &mut Vec<Event>) {
+    /// Timed at the flow's last packet before the decision (at or before the deadline).
+    fn handshake_timeout(&mut self, flow_id: u64, out: &mut Vec<Event>) {
         self.handshake_decided = true;
+        let at = Timestamp(self.last_ts);
         let first = self.first_syn_ts.map(|t| t.as_nanos()).unwrap_or(0);
         let mut e = self
             .story_event(EventKind::HandshakeTimeout, at, Direction::Orig, flow_id)
@@ -536,4 +540,245 @@ pub fn invalid_combination(flags: TcpFlags) -> Option<&'static str> {
     } else {
         return None;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::{decode, LinkType, TcpFlags};
+    use crate::tcp::{CloseReason, Engine, EngineConfig, Event, EventKind};
+    use crate::testing::{Conversation, PacketBuilder};
+    use crate::time::Timestamp;
+
+    const MS: u64 = 1_000_000;
+    const S: u64 = 1_000_000_000;
+    const T0: u64 = 1_600_000_000 * S;
+
+    /// Feeds frames (ts relative to T0) to an engine; returns it (not finished).
+    fn feed(engine: &mut Engine, frames: &[(u64, Vec<u8>)]) {
+        let mut sorted: Vec<&(u64, Vec<u8>)> = frames.iter().collect();
+        sorted.sort_by_key(|(t, _)| *t);
+        for (n, (t, f)) in sorted.into_iter().enumerate() {
+            let seg = decode(LinkType::Ethernet, f, Timestamp(T0 + t), n as u64 + 1, 0).expect("frame decodes");
+            engine.handle_segment(&seg);
+        }
+    }
+
+    fn run(frames: &[(u64, Vec<u8>)], config: EngineConfig) -> Vec<Event> {
+        let mut engine = Engine::new(config);
+        feed(&mut engine, frames);
+        engine.finish(CloseReason::EndOfInput);
+        std::mem::take(&mut engine.output.events)
+    }
+
+    fn of(events: &[Event], kind: EventKind) -> Vec<&Event> {
+        events.iter().filter(|e| e.is(kind)).collect()
+    }
+
+    fn detail<'a>(e: &'a Event, key: &str) -> Option<&'a str> {
+        e.details.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn syn(c: &Conversation) -> PacketBuilder {
+        PacketBuilder::v4("198.18.0.1:40000", "198.18.0.2:80").seq(c.client_next()).flags(TcpFlags::SYN)
+    }
+
+    #[test]
+    fn refused_counts_the_syns_before_the_rst() {
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 0);
+        c.push(0, syn(&c));
+        c.push(S, syn(&c));
+        let rst = PacketBuilder::v4("198.18.0.2:80", "198.18.0.1:40000").flags(TcpFlags::RST).ack(1001).window(0);
+        c.push(S + 2 * MS, rst);
+        let ev = run(&c.frames, EngineConfig::default());
+        let refused = of(&ev, EventKind::ConnectionRefused);
+        assert_eq!(refused.len(), 1);
+        assert_eq!((refused[0].count, refused[0].ref_packet, refused[0].value_ns), (Some(2), Some(1), Some(S as i64 + 2_000_000)));
+        assert!(of(&ev, EventKind::HandshakeTimeout).is_empty() && of(&ev, EventKind::ConnectionReset).is_empty());
+    }
+
+    /// A handshake timeout decided by the timer carries the deadline as its time, whatever packet
+    /// time the engine had reached: the same packets give the same events.
+    #[test]
+    fn handshake_timeout_by_timer_is_timed_at_the_deadline() {
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 0);
+        for t in [0, S, 3 * S] {
+            c.push(t, syn(&c));
+        }
+        let mut config = EngineConfig { attempt_timeout_ns: 0, ..EngineConfig::default() };
+        config.diagnostics.handshake_timeout_ns = 10 * S;
+        let mut outcomes = Vec::new();
+        for later in [11 * S, 500 * S] {
+            let mut engine = Engine::new(config);
+            feed(&mut engine, &c.frames);
+            engine.advance_time(Timestamp(T0 + later));
+            engine.finish(CloseReason::EndOfInput);
+            let timeouts: Vec<Event> = of(&engine.output.events, EventKind::HandshakeTimeout).into_iter().cloned().collect();
+            assert_eq!(timeouts.len(), 1, "{:?}", engine.output.events);
+            outcomes.push(timeouts);
+        }
+        assert_eq!(outcomes[0], outcomes[1], "independent of how far packet time went");
+        let e = &outcomes[0][0];
+        assert_eq!(e.ts, Timestamp(T0 + 3 * S), "the flow's last packet, whatever the engine's clock");
+        assert_eq!((e.count, e.ref_packet, e.packet_number), (Some(3), Some(1), None));
+        assert_eq!(detail(e, "intervals"), Some("1.000s,2.000s"));
+        assert_eq!(e.value_ns, Some(3 * S as i64));
+    }
+
+    #[test]
+    fn lone_syn_cut_off_by_end_of_capture_is_no_timeout() {
+        let c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 0);
+        let frames = vec![(0, syn(&c).ethernet())];
+        let config = EngineConfig { attempt_timeout_ns: 0, ..EngineConfig::default() };
+        assert!(of(&run(&frames, config), EventKind::HandshakeTimeout).is_empty());
+    }
+
+    #[test]
+    fn rto_backoff_lists_the_intervals() {
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        c.handshake(0, 10 * MS);
+        let seq = c.client_next();
+        c.client_data(100 * MS, 500);
+        let mut t = 100 * MS;
+        for rto in [200, 400, 800, 1600] {
+            t += rto * MS;
+            c.push(t, c.from_client().seq(seq).flags(TcpFlags::ACK | TcpFlags::PSH).payload_len(500).window(512));
+        }
+        c.server_ack(t + 10 * MS);
+        let ev = run(&c.frames, EngineConfig::default());
+        let b = of(&ev, EventKind::RtoBackoff);
+        assert_eq!(b.len(), 1, "{ev:?}");
+        assert_eq!(b[0].count, Some(4));
+        assert_eq!(b[0].ref_packet, Some(4), "the original transmission");
+        assert_eq!(detail(b[0], "intervals"), Some("0.200s,0.400s,0.800s,1.600s"));
+        assert_eq!(b[0].value_ns, Some(3_000 * MS as i64));
+    }
+
+    #[test]
+    fn zero_window_stall_counts_probes_until_the_window_opens() {
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        c.handshake(0, 10 * MS);
+        c.client_data(100 * MS, 1000);
+        c.push(110 * MS, c.from_server().flags(TcpFlags::ACK).window(0)); // packet 5: zero window
+        let probe_seq = c.client_next();
+        for i in 1..=3 {
+            c.push(110 * MS + i * S, c.from_client().seq(probe_seq).flags(TcpFlags::ACK).payload_len(1).window(512));
+            c.push(110 * MS + i * S + MS, c.from_server().flags(TcpFlags::ACK).window(0));
+        }
+        c.push(5 * S, c.from_server().flags(TcpFlags::ACK).window(512));
+        let ev = run(&c.frames, EngineConfig::default());
+        let st = of(&ev, EventKind::ZeroWindowStall);
+        assert_eq!(st.len(), 1, "{ev:?}");
+        assert_eq!((st[0].ref_packet, st[0].count), (Some(5), Some(3)));
+        assert_eq!(st[0].value_ns, Some((5 * S - 110 * MS) as i64));
+        assert_eq!(detail(st[0], "ended"), Some("window_opened"));
+        assert_eq!(of(&ev, EventKind::ZeroWindowProbe).len(), 3);
+        assert!(of(&ev, EventKind::PreviousSegmentNotCaptured).is_empty(), "a probe is not a gap");
+    }
+
+    #[test]
+    fn keep_alive_timeout_then_half_open_at_flow_end() {
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        c.handshake(0, 10 * MS);
+        c.client_data(100 * MS, 10);
+        c.server_ack(110 * MS);
+        let ka_seq = c.client_next().wrapping_sub(1);
+        for i in 1..=4u64 {
+            c.push(i * 20 * S, c.from_client().seq(ka_seq).flags(TcpFlags::ACK).window(512));
+        }
+        let mut config = EngineConfig::default();
+        config.diagnostics.half_open_ns = 30 * S;
+        let ev = run(&c.frames, config);
+        let k = of(&ev, EventKind::KeepAliveTimeout);
+        assert_eq!(k.len(), 1, "{ev:?}");
+        assert_eq!((k[0].count, k[0].ref_packet), (Some(4), Some(6)));
+        assert_eq!(detail(k[0], "closed_by"), Some("flow_end"));
+        assert_eq!(k[0].ts, Timestamp(T0 + 80 * S), "timed at the last packet, not at the engine's clock");
+        let h = of(&ev, EventKind::HalfOpen);
+        assert_eq!(h.len(), 1, "{ev:?}");
+        assert_eq!((h[0].packet_number, h[0].ref_packet), (Some(8), Some(6)));
+        assert_eq!(detail(h[0], "silent_side"), Some("resp"));
+    }
+
+    #[test]
+    fn keep_alive_timeout_closed_by_rst_and_answered_keep_alives_are_fine() {
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        c.handshake(0, 10 * MS);
+        let ka_seq = c.client_next().wrapping_sub(1);
+        for i in 1..=3u64 {
+            c.push(i * S, c.from_client().seq(ka_seq).flags(TcpFlags::ACK).window(512));
+            c.server_ack(i * S + MS); // answered
+        }
+        for i in 4..=6u64 {
+            c.push(i * S, c.from_client().seq(ka_seq).flags(TcpFlags::ACK).window(512));
+        }
+        c.push(7 * S, c.from_client().flags(TcpFlags::RST | TcpFlags::ACK).window(0));
+        let ev = run(&c.frames, EngineConfig::default());
+        let k = of(&ev, EventKind::KeepAliveTimeout);
+        assert_eq!(k.len(), 1, "{ev:?}");
+        assert_eq!(k[0].count, Some(3));
+        assert_eq!(detail(k[0], "closed_by"), Some("rst"));
+        let r = of(&ev, EventKind::ConnectionReset);
+        assert_eq!(r.len(), 1);
+        assert_eq!((detail(r[0], "by"), detail(r[0], "fin_before")), (Some("orig"), Some("none")));
+        assert_eq!(r[0].value_ns, Some(S as i64), "idle before the RST");
+    }
+
+    #[test]
+    fn rst_answering_data_on_an_open_connection_is_half_open() {
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        c.handshake(0, 10 * MS);
+        c.client_data(100 * MS, 100);
+        c.server_ack(110 * MS);
+        c.client_data(60 * S, 100); // packet 6, an hour of silence would do as well
+        let rst = c.from_server().ack(c.client_next() - 100).flags(TcpFlags::RST | TcpFlags::ACK).window(0);
+        c.push(60 * S + 5 * MS, rst);
+        let ev = run(&c.frames, EngineConfig::default());
+        let h = of(&ev, EventKind::HalfOpen);
+        assert_eq!(h.len(), 1, "{ev:?}");
+        assert_eq!((h[0].packet_number, h[0].ref_packet), (Some(7), Some(6)));
+        assert_eq!(detail(h[0], "reason"), Some("rst_answers_data"));
+        let r = of(&ev, EventKind::ConnectionReset);
+        assert_eq!(r.len(), 1);
+        assert_eq!(detail(r[0], "unacked_orig_bytes"), Some("100"));
+    }
+
+    #[test]
+    fn invalid_flag_combinations_are_reported_and_survived() {
+        let base = PacketBuilder::v4("198.18.0.1:40001", "198.18.0.2:80").seq(7);
+        let all = TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST | TcpFlags::PSH | TcpFlags::ACK | TcpFlags::URG;
+        let cases = [
+            (0u16, "null"),
+            (TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG, "xmas"),
+            (TcpFlags::SYN | TcpFlags::FIN, "syn_fin"),
+            (TcpFlags::SYN | TcpFlags::RST, "syn_rst"),
+            (TcpFlags::FIN | TcpFlags::RST | TcpFlags::ACK, "fin_rst"),
+            (all, "all"),
+            (TcpFlags::FIN, "fin_without_ack"),
+        ];
+        let frames: Vec<(u64, Vec<u8>)> =
+            cases.iter().enumerate().map(|(i, (f, _))| (i as u64 * MS, base.clone().flags(*f).ethernet())).collect();
+        let ev = run(&frames, EngineConfig::default());
+        let inv = of(&ev, EventKind::InvalidFlags);
+        let names: Vec<&str> = inv.iter().map(|e| detail(e, "combination").unwrap()).collect();
+        assert_eq!(names, cases.iter().map(|(_, n)| *n).collect::<Vec<_>>());
+        // Ordinary combinations are not reported.
+        for ok in [TcpFlags::SYN, TcpFlags::SYN | TcpFlags::ACK, TcpFlags::ACK, TcpFlags::RST, TcpFlags::RST | TcpFlags::ACK] {
+            assert_eq!(super::invalid_combination(TcpFlags(ok)), None, "{ok:#x}");
+        }
+    }
+
+    #[test]
+    fn midstream_start_once_and_not_for_a_handshake() {
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        c.client_data(0, 100);
+        c.server_ack(MS);
+        c.client_data(2 * MS, 100);
+        let ev = run(&c.frames, EngineConfig::default());
+        let m = of(&ev, EventKind::MidstreamStart);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].packet_number, Some(1));
+        let mut h = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        h.handshake(0, MS);
+        assert!(of(&run(&h.frames, EngineConfig::default()), EventKind::MidstreamStart).is_empty());
+    }
 }
