@@ -762,3 +762,37 @@ fn results_do_not_depend_on_the_number_of_workers() {
     let count = |d: &str| one.iter().filter(|r| r.detector == d).count();
     assert_eq!((count("syn-flood"), count("port-scan"), count("rst-injection")), (2, 2, 3), "{one:#?}");
 }
+
+// ---- real captures from the shared corpus (skipped when it is absent) ----
+
+#[test]
+fn detectors_on_the_corpus_fire_only_where_the_behaviour_is() {
+    let Some(corpus) = tcpscope_tests::corpus_dir("detectors_on_the_corpus_fire_only_where_the_behaviour_is") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["syn-flood", "port-scan", "rst-injection"];
+    let mut fired: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (i, capture) in tcpscope_tests::corpus_pcaps(&corpus).iter().enumerate() {
+        let mut args = detector_args(&names);
+        args.extend(["--workers".to_owned(), "2".to_owned()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = dir.path().join(format!("out{i}"));
+        // Some corpus files are deliberately broken: only the plugin events matter here.
+        let _ = analyze(&[capture], &out, &refs);
+        for r in plugin_events(&out) {
+            let file = capture.file_name().unwrap().to_string_lossy().into_owned();
+            fired.entry(file).or_default().push(format!("{}/{}", r.detector, r.kind));
+        }
+    }
+    // The Zeek trace of a RST injected right after a SYN, before the real SYN/ACK, and the
+    // nmap SYN scan of ~1000 ports; nothing else in the corpus is an attack.
+    let expected: BTreeMap<String, Vec<String>> = [
+        ("rst_inject_reused_ports.pcap", vec!["rst-injection/rst_race"]),
+        ("syn_scan.pcapng", vec!["port-scan/port_scan"]),
+    ]
+    .into_iter()
+    .map(|(f, v)| (f.to_owned(), v.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(fired, expected);
+}

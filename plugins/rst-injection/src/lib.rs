@@ -10,8 +10,11 @@
 //! * `injected_data`: a data packet that breaks the baseline while the packet after it returns
 //!   to it (one odd packet between normal ones; a lasting change is a route change, not
 //!   reported);
-//! * `rst_race`: data from a side within `race_window_secs` after that same side's reset: the
-//!   reset did not come from the endpoint.
+//! * `rst_race`: data (or a SYN/ACK) from a side within `race_window_secs` after that same
+//!   side's reset: the reset did not come from the endpoint.
+//!
+//! IPv4 ID breaks alone are not reported unless `ip_id_alone` is set: they only add to a TTL
+//! break by default (real kernels send some genuine resets with IDs from another counter).
 //!
 //! Everything is decided per flow, on the worker that owns it: the output does not depend on
 //! `--workers`.
@@ -37,11 +40,21 @@ pub struct Config {
     pub race_window_secs: f64,
     /// Check IPv4 IDs (turn off for senders with random IDs).
     pub check_ip_id: bool,
+    /// Also report packets whose only anomaly is the IPv4 ID. Off by default: kernels send
+    /// some genuine resets (from no socket, after close) with IDs from another counter.
+    pub ip_id_alone: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { min_baseline_packets: 3, ttl_tolerance: 1, max_ip_id_step: 512, race_window_secs: 2.0, check_ip_id: true }
+        Config {
+            min_baseline_packets: 3,
+            ttl_tolerance: 1,
+            max_ip_id_step: 512,
+            race_window_secs: 2.0,
+            check_ip_id: true,
+            ip_id_alone: false,
+        }
     }
 }
 
@@ -120,12 +133,16 @@ impl RstInjection {
                 b.ttl = Some(base);
             }
         }
-        if self.config.check_ip_id && seg.ip_version == 4 {
-            if let Some(prev) = side.last_ip_id {
+        // ID 0 carries no information (Linux sends it on some DF packets).
+        if self.config.check_ip_id && seg.ip_version == 4 && seg.ip_id != 0 {
+            if let Some(prev) = side.last_ip_id.filter(|p| *p != 0) {
                 if side.id_run + 1 >= n && !self.in_sequence(prev, seg.ip_id) {
                     b.ip_id = Some(prev);
                 }
             }
+        }
+        if b.ttl.is_none() && !self.config.ip_id_alone {
+            b.ip_id = None;
         }
         b
     }
@@ -160,6 +177,17 @@ fn with_breaks(mut e: Event, seg: &TcpscopeSegment, b: Breaks, baseline: u32) ->
         e = e.detail("previous_ip_id", p);
     }
     e.detail("seq", seg.seq)
+}
+
+fn letters(f: u16) -> String {
+    use tcpscope_plugin_api::sdk::flags::*;
+    let mut s = String::new();
+    for (bit, c) in [(FIN, 'F'), (SYN, 'S'), (RST, 'R'), (PSH, 'P'), (URG, 'U'), (ACK, '.')] {
+        if f & bit != 0 {
+            s.push(c);
+        }
+    }
+    s
 }
 
 fn severity(b: Breaks) -> Severity {
@@ -200,7 +228,9 @@ impl Detector for RstInjection {
                 side.rst = Some(*seg);
             }
         } else {
-            if let (Some(rst), false, true) = (side.rst, side.raced, seg.payload_len > 0) {
+            // Data, or a SYN/ACK, from the side that just reset: that reset was not its own.
+            let speaks = seg.payload_len > 0 || seg.tcp_flags & tcpscope_plugin_api::sdk::flags::SYN != 0;
+            if let (Some(rst), false, true) = (side.rst, side.raced, speaks) {
                 let delay = seg.ts_ns.saturating_sub(rst.ts_ns);
                 if delay as f64 <= self.config.race_window_secs * 1e9 {
                     side.raced = true;
@@ -211,6 +241,7 @@ impl Detector for RstInjection {
                         .detail("data_seq", seg.seq)
                         .detail("rst_ttl", rst.ttl)
                         .detail("data_ttl", seg.ttl)
+                        .detail("data_flags", letters(seg.tcp_flags))
                         .detail("payload_len", seg.payload_len);
                     out.emit(&e);
                 }
@@ -230,7 +261,7 @@ impl Detector for RstInjection {
                     out.emit(&e);
                     self.learn(side, seg);
                 }
-            } else if breaks.any() {
+            } else if breaks.any() && seg.payload_len > 0 {
                 side.suspect = Some(Suspect { seg: *seg, breaks });
             } else {
                 self.learn(side, seg);
@@ -251,7 +282,7 @@ tcpscope_plugin_api::export_plugin!(
     kinds: [
         ("forged_rst", "A reset whose TTL or IPv4 ID does not match the sender's other packets"),
         ("injected_data", "One packet whose TTL or IPv4 ID breaks the sender's pattern between normal packets"),
-        ("rst_race", "Data from a side shortly after that side's own reset: the reset was not sent by the endpoint"),
+        ("rst_race", "Data or a SYN/ACK from a side shortly after that side's own reset: the reset was not sent by the endpoint"),
     ],
     details: [
         ("reasons", "Which pattern broke: ttl, ip_id or ttl,ip_id"),
@@ -266,6 +297,7 @@ tcpscope_plugin_api::export_plugin!(
         ("data_seq", "Sequence number of the data after it (rst_race)"),
         ("rst_ttl", "TTL of the reset (rst_race)"),
         ("data_ttl", "TTL of the data (rst_race)"),
+        ("data_flags", "TCP flags of the packet after the reset, tcpdump letters (rst_race)"),
     ],
 );
 
