@@ -381,7 +381,7 @@ impl Diagnostics {
     pub fn on_flow_end(
         &mut self,
         end: Timestamp,
-        reason: CloseReason,
+        _reason: CloseReason,
         flow_id: u64,
         config: &DiagnosticsConfig,
         out: &mut Vec<Event>,
@@ -398,14 +398,15 @@ impl Diagnostics {
             let st = self.stall[d];
             if st.active {
                 self.stall[d].active = false;
-                let mut e = self
-                    .story_event(EventKind::ZeroWindowStall, end, dir, flow_id)
-                    .with_ref(st.start_packet)
-                    .with_value_ns(end.as_nanos().saturating_sub(st.start_ts))
-                    .with_count(st.probes as u64)
-                    .with_detail("ended", "flow_end");
-                e.details.push((Cow::Borrowed("close_reason"), reason.as_str().to_owned()));
-                out.push(e);
+                // Not the close reason: whether a flow ends by idle expiry or at the end of the
+                // input can depend on other flows' packets.
+                out.push(
+                    self.story_event(EventKind::ZeroWindowStall, end, dir, flow_id)
+                        .with_ref(st.start_packet)
+                        .with_value_ns(end.as_nanos().saturating_sub(st.start_ts))
+                        .with_count(st.probes as u64)
+                        .with_detail("ended", "flow_end"),
+                );
             }
             let run = self.keep_alive[d];
             if run.count >= config.keep_alive_unanswered.max(1) {
