@@ -77,6 +77,7 @@ impl Score {
 struct Expected {
     flags: BTreeSet<&'static str>,
     dup_ack_num: Option<u64>,
+    bytes_in_flight: Option<u32>,
 }
 
 fn read_expected(csv: &Path) -> HashMap<u64, Expected> {
@@ -87,6 +88,7 @@ fn read_expected(csv: &Path) -> HashMap<u64, Expected> {
     let index = |name: &str| columns.iter().position(|c| c == name);
     let frame_col = index("frame.number").expect("frame.number column");
     let dup_num_col = index("tcp.analysis.duplicate_ack_num");
+    let bif_col = index("tcp.analysis.bytes_in_flight");
     let flag_cols: Vec<(usize, &'static str)> = KINDS
         .iter()
         .filter_map(|(name, _)| index(&format!("tcp.analysis.{name}")).map(|i| (i, *name)))
@@ -102,6 +104,7 @@ fn read_expected(csv: &Path) -> HashMap<u64, Expected> {
             }
         }
         e.dup_ack_num = dup_num_col.and_then(|i| cells.get(i)).and_then(|c| c.parse().ok());
+        e.bytes_in_flight = bif_col.and_then(|i| cells.get(i)).and_then(|c| c.parse().ok());
         out.insert(frame, e);
     }
     out
@@ -122,20 +125,24 @@ fn wireshark_conversations() -> EngineConfig {
     EngineConfig { idle_timeout_ns: u64::MAX / 4, attempt_timeout_ns: 0, ..EngineConfig::default() }
 }
 
-/// Runs the engine over one capture and returns its events.
-fn run_engine(path: &Path, config: EngineConfig) -> Vec<Event> {
+/// Runs the engine over one capture and returns its events, and each packet's bytes in flight.
+fn run_engine(path: &Path, config: EngineConfig) -> (Vec<Event>, HashMap<u64, u32>) {
     let mut engine = Engine::new(config);
-    let Ok(file) = CaptureFile::open(path) else { return Vec::new() };
+    let mut bytes_in_flight = HashMap::new();
+    let Ok(file) = CaptureFile::open(path) else { return (Vec::new(), bytes_in_flight) };
     let _ = file.read(
         |frame| {
             if let Ok(seg) = decode(frame.link, frame.data, frame.ts, frame.packet_number, 0) {
-                engine.handle_segment(&seg);
+                let verdict = engine.handle_segment_verdict(&seg);
+                if let Some(b) = verdict.analysis.bytes_in_flight {
+                    bytes_in_flight.insert(seg.packet_number, b);
+                }
             }
         },
         |_| {},
     );
     engine.finish(CloseReason::EndOfInput);
-    std::mem::take(&mut engine.output.events)
+    (std::mem::take(&mut engine.output.events), bytes_in_flight)
 }
 
 struct FileResult {
@@ -246,14 +253,30 @@ fn wireshark_conformance() {
     let expected_dir = corpus.join("expected");
     let mut results = Vec::new();
     let mut default_config_disagreements = 0u64;
+    let (mut bif_agree, mut bif_differ, mut bif_examples) = (0u64, 0u64, Vec::new());
     for pcap in tcpscope_tests::corpus_pcaps(&corpus) {
         let stem = pcap.file_stem().and_then(|s| s.to_str()).expect("utf-8 file name").to_owned();
         let expected = read_expected(&expected_dir.join(format!("{stem}.tcp_analysis.csv")));
         let nested = read_nested(&expected_dir.join(format!("{stem}.nested_tcp_frames.txt")));
         dump_if_asked(&pcap, &stem);
-        let events = run_engine(&pcap, wireshark_conversations());
+        let (events, bif) = run_engine(&pcap, wireshark_conversations());
+        for (packet, e) in &expected {
+            if nested.contains(packet) {
+                continue;
+            }
+            match (e.bytes_in_flight, bif.get(packet)) {
+                (None, None) => {}
+                (Some(a), Some(&b)) if a == b => bif_agree += 1,
+                (a, b) => {
+                    bif_differ += 1;
+                    if bif_examples.len() < 10 {
+                        bif_examples.push(format!("{stem} #{packet}: tshark {a:?}, ours {b:?}"));
+                    }
+                }
+            }
+        }
         results.push(compare(&stem, &expected, &nested, &events));
-        let with_defaults = run_engine(&pcap, EngineConfig::default());
+        let (with_defaults, _) = run_engine(&pcap, EngineConfig::default());
         default_config_disagreements += compare(&stem, &expected, &nested, &with_defaults).disagreements.len() as u64;
     }
 
@@ -316,6 +339,10 @@ fn wireshark_conformance() {
         .flat_map(|r| r.dup_num_mismatch.iter().map(move |(p, n, m)| format!("{} #{p}: tshark {n}, ours {m}", r.name)))
         .collect();
     println!("  duplicate_ack_num: {checked} compared, {} differ", mismatched.len());
+    println!(
+        "  bytes_in_flight (information): {bif_agree} packets agree, {bif_differ} differ or are present on one side only{}",
+        if bif_examples.is_empty() { String::new() } else { format!(", e.g. {}", bif_examples.join("; ")) }
+    );
     if !mismatched.is_empty() {
         failures.push(format!("duplicate_ack_num differs: {}", mismatched.join("; ")));
     }
