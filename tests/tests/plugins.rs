@@ -796,3 +796,157 @@ fn detectors_on_the_corpus_fire_only_where_the_behaviour_is() {
     .collect();
     assert_eq!(fired, expected);
 }
+
+// ---- traffic recorded between two network namespaces (root only) ----
+
+/// Removes the namespaces it created (and so the veth pair) and stops its processes, even when
+/// the test fails.
+struct Lab {
+    namespaces: Vec<String>,
+    children: Vec<std::process::Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn sh(args: &[&str]) {
+    let status = Command::new(args[0]).args(&args[1..]).status().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(status.success(), "{args:?} failed");
+}
+
+fn tool_available(name: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Echoes on 198.18.0.2:8080 for 20 s at most; every other port is closed.
+const NS_SERVER: &str = r#"
+import socket, threading, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.18.0.2", 8080))
+s.listen(512)
+s.settimeout(20)
+def serve(c):
+    try:
+        c.sendall(c.recv(100))
+    finally:
+        c.close()
+end = time.time() + 20
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except OSError:
+        break
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// 20 echo connections; a connect scan of ports 1-100 (closed: refused by the kernel); 250 SYNs
+/// from a raw socket to 8080 whose SYN/ACKs the client's kernel resets (half-open handshakes).
+const NS_CLIENT: &str = r#"
+import socket, struct, time
+for i in range(20):
+    c = socket.create_connection(("198.18.0.2", 8080), timeout=2)
+    c.sendall(b"x" * 100); c.recv(100); c.close()
+for port in range(1, 101):
+    s = socket.socket(); s.settimeout(0.5)
+    try:
+        s.connect(("198.18.0.2", port))
+    except OSError:
+        pass
+    s.close()
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+for i in range(250):
+    tcp = struct.pack("!HHIIBBHHH", 40000 + i, 8080, (i * 7919) & 0xffffffff, 0, 5 << 4, 0x02, 64240, 0, 0)
+    pseudo = socket.inet_aton("198.18.0.1") + socket.inet_aton("198.18.0.2") + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+    raw.sendto(tcp, ("198.18.0.2", 0))
+    time.sleep(0.002)
+time.sleep(1)
+print("done", flush=True)
+"#;
+
+/// Records the scenario above; `None` (with a visible skip message) without root or tools.
+fn record_attacks(dir: &Path) -> Option<PathBuf> {
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root || !tool_available("ip") || !tool_available("tcpdump") || !tool_available("python3") {
+        eprintln!("SKIPPED namespace recording: needs root, ip, tcpdump and python3");
+        return None;
+    }
+    let tag = std::process::id();
+    let (client_ns, server_ns) = (format!("tcpscope-pc{tag}"), format!("tcpscope-ps{tag}"));
+    let mut lab = Lab { namespaces: Vec::new(), children: Vec::new() };
+    for ns in [&client_ns, &server_ns] {
+        sh(&["ip", "netns", "add", ns]);
+        lab.namespaces.push(ns.clone());
+    }
+    let (veth_c, veth_s) = (format!("tpc{tag}"), format!("tps{tag}"));
+    let (veth_c, veth_s) = (&veth_c[..veth_c.len().min(15)], &veth_s[..veth_s.len().min(15)]);
+    sh(&["ip", "link", "add", veth_c, "netns", &client_ns, "type", "veth", "peer", "name", veth_s, "netns", &server_ns]);
+    for (ns, dev, addr) in [(&client_ns, veth_c, "198.18.0.1/24"), (&server_ns, veth_s, "198.18.0.2/24")] {
+        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+    let capture = dir.join("attacks.pcap");
+    let tcpdump = Command::new("ip")
+        .args(["netns", "exec", &client_ns, "tcpdump", "-i", veth_c, "-U", "-n", "-c", "5000", "-w"])
+        .arg(&capture)
+        .arg("tcp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    lab.children.push(tcpdump);
+    let server = Command::new("ip")
+        .args(["netns", "exec", &server_ns, "timeout", "25", "python3", "-c", NS_SERVER])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("server");
+    lab.children.push(server);
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // tcpdump and the listener get ready
+    let client = Command::new("ip")
+        .args(["netns", "exec", &client_ns, "timeout", "25", "python3", "-c", NS_CLIENT])
+        .output()
+        .expect("client");
+    assert!(String::from_utf8_lossy(&client.stdout).contains("done"), "client failed: {}", stderr(&client));
+    std::thread::sleep(std::time::Duration::from_millis(500)); // the last packets reach the capture
+    drop(lab);
+    Some(capture)
+}
+
+#[test]
+fn detectors_on_traffic_recorded_in_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(capture) = record_attacks(dir.path()) else { return };
+    let names = ["syn-flood", "port-scan", "rst-injection"];
+    // One-minute windows: the whole recording falls in at most two of them.
+    let config = ["--plugin-config", r#"syn-flood={"window_secs":60}"#];
+    let one = run_detectors(&capture, &dir.path().join("w1"), &names, 1, &config);
+    let four = run_detectors(&capture, &dir.path().join("w4"), &names, 4, &config);
+    assert_eq!(one, four, "1 vs 4 workers");
+    let floods: Vec<&Row> = one.iter().filter(|r| r.kind == "syn_flood").collect();
+    assert!(!floods.is_empty(), "{one:#?}");
+    assert!(floods.iter().all(|r| r.dst_ip.as_deref() == Some("198.18.0.2") && r.dst_port == Some(8080)), "{floods:#?}");
+    let half_open: i64 = floods.iter().map(|r| r.count.unwrap()).sum();
+    assert!((240..=250).contains(&half_open), "250 half-open handshakes: {floods:#?}");
+    let scans: Vec<&Row> = one.iter().filter(|r| r.kind == "port_scan").collect();
+    assert!(!scans.is_empty(), "{one:#?}");
+    assert!(scans.iter().all(|r| r.src_ip.as_deref() == Some("198.18.0.1") && r.details["scan_type"] == "vertical"));
+    let refused: u64 = scans.iter().map(|r| r.details["refused"].parse::<u64>().unwrap()).sum();
+    assert_eq!(refused, 100, "{scans:#?}");
+    assert!(!one.iter().any(|r| r.detector == "rst-injection"), "genuine kernel resets only: {one:#?}");
+}
