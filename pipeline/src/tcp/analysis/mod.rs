@@ -505,4 +505,72 @@ mod tests {
         assert!(r.has(PortReuse));
         assert_eq!(fresh.events[0].ref_packet, Some(1));
     }
+
+    #[test]
+    fn fast_retransmission_needs_the_dup_acks_within_20_ms() {
+        let mut t = Flow::handshake(1000, 5000, Some(7));
+        t.c(30, 100, "PA").go();
+        let base = t.next[0] - 100;
+        t.c(31, 100, "PA").seq(base + 200).go(); // the segment at base+100 is missing
+        for i in 0..2 {
+            t.s(40 + i, 0, "A").ack(base + 100).go();
+        }
+        let late = t.c(100, 100, "PA").seq(base + 100).go();
+        assert!(late.has(Retransmission) && !late.has(FastRetransmission), "{late:?}");
+    }
+
+    #[test]
+    fn out_of_order_threshold_is_3_ms_without_initial_rtt() {
+        let mut t = Flow::midstream(1000, 5000);
+        t.c(0, 100, "PA").go();
+        t.c(1, 100, "PA").seq(1200).go(); // a hole at 1100
+        let ooo = t.c(3, 100, "PA").seq(1100).go();
+        assert!(ooo.has(OutOfOrder), "{ooo:?}");
+        t.c(4, 100, "PA").seq(1400).go(); // a hole at 1300
+        let late = t.c(8, 100, "PA").seq(1300).go();
+        assert!(late.has(Retransmission), "{late:?}");
+    }
+
+    #[test]
+    fn window_full_is_scaled_after_the_peers_first_pure_ack() {
+        let mut t = Flow::handshake(1000, 5000, Some(2));
+        t.s(21, 0, "A").window(250).go(); // 250 << 2 = 1000 bytes
+        let full = t.c(30, 1000, "PA").go();
+        assert!(full.has(WindowFull), "{full:?}");
+    }
+
+    #[test]
+    fn neutralised_dup_ack_counter_restarts_at_one() {
+        let mut t = Flow::handshake(1000, 5000, Some(7));
+        t.s(30, 100, "PA").go();
+        let ack = t.next[1];
+        // The client ACKs data the capture never saw, twice: reported once.
+        assert!(t.c(31, 0, "A").ack(ack + 500).go().has(AckedUnseenSegment));
+        let again = t.c(32, 0, "A").ack(ack + 500).go();
+        assert!(!again.has(AckedUnseenSegment) && again.has(DuplicateAck));
+        let dup = t.events.iter().rfind(|e| e.is(DuplicateAck)).unwrap();
+        assert_eq!(dup.count, Some(1));
+    }
+
+    #[test]
+    fn engine_marks_port_reuse_on_the_new_syn() {
+        use crate::decode::{decode, LinkType};
+        use crate::tcp::{CloseReason, Engine, EngineConfig};
+        use crate::testing::Conversation;
+        use crate::time::Timestamp;
+        let mut a = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        a.handshake(0, 1_000_000);
+        a.client_data(2_000_000, 10);
+        let mut b = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 777_777, 9000);
+        b.handshake(3_000_000, 1_000_000);
+        let mut engine = Engine::new(EngineConfig::default());
+        for (n, (t, f)) in a.frames.iter().chain(&b.frames).enumerate() {
+            engine.handle_segment(&decode(LinkType::Ethernet, f, Timestamp(1_000_000_000 + t), n as u64 + 1, 0).unwrap());
+        }
+        engine.finish(CloseReason::EndOfInput);
+        let reuse: Vec<_> = engine.output.events.iter().filter(|e| e.is(PortReuse)).collect();
+        assert_eq!(reuse.len(), 1, "{:?}", engine.output.events);
+        assert_eq!((reuse[0].packet_number, reuse[0].ref_packet), (Some(5), Some(1)));
+        assert_eq!(engine.output.flows.len(), 2);
+    }
 }

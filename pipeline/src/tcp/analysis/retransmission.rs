@@ -85,7 +85,7 @@ mod tests {
         assert_eq!(ev.count, Some(1));
         let r2 = t.c(930, 100, "PA").seq(base).go();
         assert!(r2.has(Retransmission));
-        assert_eq!(t.events.iter().filter(|e| e.is(Retransmission)).last().unwrap().count, Some(2));
+        assert_eq!(t.events.iter().rfind(|e| e.is(Retransmission)).unwrap().count, Some(2));
     }
 
     #[test]
