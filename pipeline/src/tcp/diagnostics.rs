@@ -192,7 +192,7 @@ impl Diagnostics {
             } else {
                 self.syn_intervals.push(now.saturating_sub(self.last_syn_ts));
             }
-            self.syns_sent += 1;
+            self.syns_sent = self.syns_sent.saturating_add(1);
             self.last_syn_ts = now;
         }
         if dir == Direction::Resp && !self.answered {
@@ -246,7 +246,7 @@ impl Diagnostics {
                 s.first_packet = seg.packet_number;
                 s.first_ts = now;
             }
-            s.count += 1;
+            s.count = s.count.saturating_add(1);
         }
         let s = self.silence[d];
         if demands_answer
@@ -274,7 +274,7 @@ impl Diagnostics {
             let b = &mut self.backoff[d];
             if b.active && b.seq == seg.seq {
                 b.intervals.push(now.saturating_sub(b.last_ts));
-                b.retransmissions += 1;
+                b.retransmissions = b.retransmissions.saturating_add(1);
                 b.last_ts = now;
                 b.last_packet = seg.packet_number;
             } else {
@@ -314,7 +314,7 @@ impl Diagnostics {
             );
         }
         if f.has(EventKind::ZeroWindowProbe) && self.stall[peer].active {
-            self.stall[peer].probes += 1;
+            self.stall[peer].probes = self.stall[peer].probes.saturating_add(1);
         }
 
         // Keep-alives in a row left unanswered, then a close by the prober.
@@ -335,7 +335,7 @@ impl Diagnostics {
                 k.first_packet = seg.packet_number;
                 k.first_ts = now;
             }
-            k.count += 1;
+            k.count = k.count.saturating_add(1);
         } else {
             self.keep_alive[d] = KeepAliveRun::default();
         }
