@@ -78,8 +78,6 @@ fn c_decl(ty: &str, name: &str) -> String {
     let scalar = c_scalar(ty);
     if name.is_empty() {
         scalar
-    } else if name.starts_with('*') {
-        format!("{scalar} {name}")
     } else {
         format!("{scalar} {name}")
     }

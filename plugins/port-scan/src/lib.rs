@@ -50,7 +50,7 @@ pub fn parse_config(text: &str) -> Result<Config, String> {
     } else {
         serde_json::from_str(text).map_err(|e| format!("invalid configuration: {e}"))?
     };
-    if !(c.window_secs > 0.0) || !(c.answer_timeout_secs > 0.0) {
+    if c.window_secs.is_nan() || c.window_secs <= 0.0 || c.answer_timeout_secs.is_nan() || c.answer_timeout_secs <= 0.0 {
         return Err("invalid configuration: window_secs and answer_timeout_secs must be positive".into());
     }
     if c.min_ports == 0 || c.min_hosts == 0 {

@@ -69,7 +69,7 @@ pub fn parse_config(text: &str) -> Result<Config, String> {
     if c.min_baseline_packets == 0 {
         return Err("invalid configuration: min_baseline_packets must be at least 1".into());
     }
-    if !(c.race_window_secs >= 0.0) {
+    if c.race_window_secs.is_nan() || c.race_window_secs < 0.0 {
         return Err("invalid configuration: race_window_secs must not be negative".into());
     }
     Ok(c)

@@ -58,7 +58,7 @@ pub fn parse_config(text: &str) -> Result<Config, String> {
     } else {
         serde_json::from_str(text).map_err(|e| format!("invalid configuration: {e}"))?
     };
-    if !(c.window_secs > 0.0) || !(c.handshake_timeout_secs > 0.0) {
+    if c.window_secs.is_nan() || c.window_secs <= 0.0 || c.handshake_timeout_secs.is_nan() || c.handshake_timeout_secs <= 0.0 {
         return Err("invalid configuration: window_secs and handshake_timeout_secs must be positive".into());
     }
     if !(0.0..=1.0).contains(&c.min_incomplete_ratio) {
