@@ -114,6 +114,10 @@ impl DirectionState {
     #[inline]
     pub fn remember(&mut self, unacked: Unacked, limit: usize) -> bool {
         if self.segments.len() < limit {
+            if self.segments.capacity() == 0 {
+                // Most connections have a few segments in flight: skip the smallest growth steps.
+                self.segments.reserve(16.min(limit));
+            }
             match self.segments.back() {
                 Some(last) => {
                     if !seq_le(last.nextseq, unacked.seq) || !seq_le(unacked.seq, unacked.nextseq) {
