@@ -67,8 +67,36 @@ impl CaptureFile {
         mut on_frame: impl FnMut(Frame<'_>),
         mut on_progress: impl FnMut(u64),
     ) -> Result<ReadSummary, SourceError> {
-        read_capture(&self.path, self.bytes(), &mut on_frame, &mut on_progress)
+        if let Some(map) = &self.map {
+            let _ = map.advise(memmap2::Advice::Sequential);
+        }
+        let mut released = 0usize;
+        let mut progress = |offset: u64| {
+            on_progress(offset);
+            // Frames are borrowed only during the callback, so everything before `offset` is
+            // never touched again: drop those pages from our resident set as we go, so memory
+            // stays flat however long the file is.
+            let offset = offset as usize & !(RELEASE_GRANULE - 1);
+            if offset >= released + RELEASE_GRANULE {
+                if let Some(map) = &self.map {
+                    release_pages(map, released, offset - released);
+                }
+                released = offset;
+            }
+        };
+        read_capture(&self.path, self.bytes(), &mut on_frame, &mut progress)
     }
+}
+
+/// Bytes of a file read between two releases of its pages (a multiple of the page size).
+const RELEASE_GRANULE: usize = 2 << 20;
+
+#[allow(unsafe_code)]
+fn release_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
+    // SAFETY: the mapping is a private, read-only mapping of a file; MADV_DONTNEED only drops our
+    // references to clean page-cache pages, and a later access would fault them back in from the
+    // file unchanged. No slice into this range is alive: frames are borrowed for one callback.
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
 }
 
 #[allow(unsafe_code)]
@@ -106,7 +134,7 @@ pub fn read_capture(
     }
 }
 
-const PROGRESS_EVERY: u64 = 4096;
+const PROGRESS_EVERY: u64 = 1024;
 
 fn read_pcap(
     path: &Path,
