@@ -67,6 +67,20 @@ fn bench_dispatch(c: &mut Criterion) {
             }
         })
     });
+    // Everything the worker adds per segment when a plugin is loaded: the segment view, the
+    // flow-end and tick checks, and the call.
+    let verdicts: Vec<_> = {
+        let mut engine = Engine::new(EngineConfig::default());
+        segs.iter().map(|s| engine.handle_segment_verdict(s)).collect()
+    };
+    let mut output = tcpscope::tcp::EngineOutput::default();
+    group.bench_function("after_segment_noop", |b| {
+        b.iter(|| {
+            for (s, v) in segs.iter().zip(&verdicts) {
+                plugins.after_segment(black_box(s), v, &mut output);
+            }
+        })
+    });
     group.finish();
 
     // The worker's per-segment step, without plugins and with the noop plugin.
