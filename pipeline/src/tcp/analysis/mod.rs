@@ -630,4 +630,19 @@ mod tests {
         }
         engine.finish(CloseReason::EndOfInput);
     }
+
+    /// Wireshark 4.0's `dupacknum` is unsigned: after an "ACKed unseen segment" neutralised it
+    /// (-1), a retransmission that repeats the peer's last ACK within 20 ms counts as fast
+    /// (`lost_segments_reassembly` frames 8, 10 and 12 in the corpus).
+    #[test]
+    fn neutralised_dup_ack_counter_makes_the_next_retransmission_fast() {
+        let mut t = Flow::handshake(1000, 5000, None);
+        let fin_seq = t.next[1];
+        t.s(30, 0, "FA").go();
+        t.c(40, 100, "A").ack(fin_seq).go(); // data that does not ACK the FIN
+        let unseen = t.next[0] + 8;
+        let again = t.s(41, 0, "FA").seq(fin_seq).ack(unseen).go();
+        assert!(again.has(AckedUnseenSegment), "{again:?}");
+        assert!(again.has(FastRetransmission) && !again.has(Retransmission), "{again:?}");
+    }
 }

@@ -41,7 +41,10 @@ pub(crate) fn classify(seg: &Segment, fwd: &DirectionState, rev: &DirectionState
     }
     // Fast retransmission first (Wireshark's default `tcp.fastrt_supersedes_ooo`).
     let since_peer = now.wrapping_sub(rev.lastack_time);
-    if seq_not_advanced && rev.dupacknum >= 2 && rev.lastack == seq && since_peer < FAST_RETRANSMISSION_NS {
+    // Wireshark 4.0 keeps `dupacknum` in a guint32: the -1 that neutralises an "ACKed unseen
+    // segment" compares as ≥ 2 here, so a retransmission right after one is fast.
+    let dup_acks = rev.dupacknum as u32;
+    if seq_not_advanced && dup_acks >= 2 && rev.lastack == seq && since_peer < FAST_RETRANSMISSION_NS {
         return Verdict::Fast;
     }
     let since_highest = now.wrapping_sub(fwd.nextseq_time);
