@@ -102,6 +102,12 @@ typedef int32_t TcpscopeStatus;
 /** Event field bit: `dst_port` is set. */
 #define TCPSCOPE_EVENT_HAS_DST_PORT 256u
 
+/**
+ * Event field bit: `seq`, `ack` and `payload_len` (of the packet the event is about) are set;
+ * `ack` only when `ack_valid` is 1.
+ */
+#define TCPSCOPE_EVENT_HAS_SEGMENT 512u
+
 /** Analysis flag: retransmission by timeout. */
 #define TCPSCOPE_ANALYSIS_RETRANSMISSION 1u
 
@@ -306,8 +312,16 @@ typedef struct TcpscopeEvent {
     uint8_t severity;
     /** `TCPSCOPE_DIRECTION_*`. */
     uint8_t direction;
+    /** 1 when `ack` holds an acknowledgement number (the packet had ACK set). */
+    uint8_t ack_valid;
+    /** Raw sequence number of the packet. */
+    uint32_t seq;
+    /** Raw acknowledgement number of the packet. */
+    uint32_t ack;
+    /** Payload length of the packet. */
+    uint32_t payload_len;
     /** Zero. */
-    uint8_t reserved;
+    uint32_t reserved;
 } TcpscopeEvent;
 
 /** Host callbacks handed to every hook; valid for that call only. */
@@ -388,7 +402,7 @@ _Static_assert(sizeof(TcpscopeKeyValue) == 32 && _Alignof(TcpscopeKeyValue) == 8
 _Static_assert(sizeof(TcpscopeNameDoc) == 16 && _Alignof(TcpscopeNameDoc) == 8, "TcpscopeNameDoc layout differs from plugin-api/src/abi.rs");
 _Static_assert(sizeof(TcpscopeSegment) == 96 && _Alignof(TcpscopeSegment) == 8, "TcpscopeSegment layout differs from plugin-api/src/abi.rs");
 _Static_assert(sizeof(TcpscopeFlow) == 208 && _Alignof(TcpscopeFlow) == 8, "TcpscopeFlow layout differs from plugin-api/src/abi.rs");
-_Static_assert(sizeof(TcpscopeEvent) == 128 && _Alignof(TcpscopeEvent) == 8, "TcpscopeEvent layout differs from plugin-api/src/abi.rs");
+_Static_assert(sizeof(TcpscopeEvent) == 144 && _Alignof(TcpscopeEvent) == 8, "TcpscopeEvent layout differs from plugin-api/src/abi.rs");
 _Static_assert(sizeof(TcpscopeEmitter) == 24 && _Alignof(TcpscopeEmitter) == 8, "TcpscopeEmitter layout differs from plugin-api/src/abi.rs");
 _Static_assert(sizeof(TcpscopePluginDescriptor) == 152 && _Alignof(TcpscopePluginDescriptor) == 8, "TcpscopePluginDescriptor layout differs from plugin-api/src/abi.rs");
 #endif

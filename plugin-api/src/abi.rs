@@ -72,6 +72,9 @@ pub const TCPSCOPE_EVENT_HAS_REF_PACKET: u32 = 64;
 pub const TCPSCOPE_EVENT_HAS_SRC_PORT: u32 = 128;
 /// Event field bit: `dst_port` is set.
 pub const TCPSCOPE_EVENT_HAS_DST_PORT: u32 = 256;
+/// Event field bit: `seq`, `ack` and `payload_len` (of the packet the event is about) are set;
+/// `ack` only when `ack_valid` is 1.
+pub const TCPSCOPE_EVENT_HAS_SEGMENT: u32 = 512;
 
 /// Analysis flag: retransmission by timeout.
 pub const TCPSCOPE_ANALYSIS_RETRANSMISSION: u32 = 1;
@@ -273,8 +276,16 @@ pub struct TcpscopeEvent {
     pub severity: u8,
     /// `TCPSCOPE_DIRECTION_*`.
     pub direction: u8,
+    /// 1 when `ack` holds an acknowledgement number (the packet had ACK set).
+    pub ack_valid: u8,
+    /// Raw sequence number of the packet.
+    pub seq: u32,
+    /// Raw acknowledgement number of the packet.
+    pub ack: u32,
+    /// Payload length of the packet.
+    pub payload_len: u32,
     /// Zero.
-    pub reserved: u8,
+    pub reserved: u32,
 }
 
 /// Host callbacks handed to every hook; valid for that call only.

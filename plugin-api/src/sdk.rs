@@ -72,6 +72,7 @@ pub struct Event {
     src: Option<(IpAddr, Option<u16>)>,
     dst: Option<(IpAddr, Option<u16>)>,
     direction: u8,
+    segment: Option<(u32, Option<u32>, u32)>,
     details: Vec<(Cow<'static, str>, String)>,
 }
 
@@ -90,6 +91,7 @@ impl Event {
             src: None,
             dst: None,
             direction: TCPSCOPE_DIRECTION_NONE,
+            segment: None,
             details: Vec::new(),
         }
     }
@@ -101,6 +103,8 @@ impl Event {
         e.src = Some((seg.src_ip(), Some(seg.src_port)));
         e.dst = Some((seg.dst_ip(), Some(seg.dst_port)));
         e.direction = seg.direction;
+        let ack = (seg.tcp_flags & flags::ACK != 0).then_some(seg.ack);
+        e.segment = Some((seg.seq, ack, seg.payload_len));
         e
     }
     /// Sets the packet.
@@ -199,8 +203,19 @@ impl<'a> Emitter<'a> {
                 Severity::Error => TCPSCOPE_SEVERITY_ERROR,
             },
             direction: event.direction,
+            ack_valid: 0,
+            seq: 0,
+            ack: 0,
+            payload_len: 0,
             reserved: 0,
         };
+        if let Some((seq, ack, payload_len)) = event.segment {
+            raw.seq = seq;
+            raw.ack = ack.unwrap_or(0);
+            raw.ack_valid = ack.is_some() as u8;
+            raw.payload_len = payload_len;
+            fields |= TCPSCOPE_EVENT_HAS_SEGMENT;
+        }
         if let Some(p) = event.packet_number {
             raw.packet_number = p;
             fields |= TCPSCOPE_EVENT_HAS_PACKET;

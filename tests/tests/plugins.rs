@@ -206,6 +206,8 @@ struct Row {
     dst_ip: Option<String>,
     dst_port: Option<i32>,
     count: Option<i64>,
+    seq: Option<i64>,
+    payload_len: Option<i64>,
     details: BTreeMap<String, String>,
 }
 
@@ -226,6 +228,8 @@ fn plugin_events(out: &Path) -> Vec<Row> {
         let dst_ip = col::<StringArray>(&b, "dst_ip");
         let dst_port = col::<Int32Array>(&b, "dst_port");
         let count = col::<Int64Array>(&b, "count");
+        let seq = col::<Int64Array>(&b, "seq");
+        let payload_len = col::<Int64Array>(&b, "payload_len");
         let details = col::<MapArray>(&b, "details");
         for i in 0..b.num_rows() {
             if detector.value(i) == "tcp" {
@@ -251,6 +255,8 @@ fn plugin_events(out: &Path) -> Vec<Row> {
                 dst_ip: opt_s(dst_ip),
                 dst_port: (!dst_port.is_null(i)).then(|| dst_port.value(i)),
                 count: (!count.is_null(i)).then(|| count.value(i)),
+                seq: (!seq.is_null(i)).then(|| seq.value(i)),
+                payload_len: (!payload_len.is_null(i)).then(|| payload_len.value(i)),
                 details: map,
             });
         }
@@ -724,6 +730,7 @@ fn rst_injection_fires_on_forged_packets_and_not_on_a_genuine_reset() {
     let injected = events.iter().find(|r| r.kind == "injected_data").expect("injected_data");
     assert_eq!(injected.dst_ip.as_deref(), Some("198.18.6.3"));
     assert_eq!(injected.details["payload_len"], "300");
+    assert_eq!((injected.seq, injected.payload_len), (Some(7000), Some(300)), "the packet's columns are filled");
     assert_eq!(injected.details["reasons"], "ttl,ip_id");
 
     let clean = write(dir.path(), "clean.pcap", &clean);
