@@ -457,6 +457,73 @@ fn fanout_readers_never_split_a_connection() {
     }
 }
 
+/// 20,000 small segments of 100 one-way flows in 198.18.<subnet>.0/24; returns the frame count.
+fn write_flood(path: &Path, subnet: u8) -> u64 {
+    let mut frames = Vec::new();
+    for flow in 0..100u32 {
+        let client = format!("198.18.{subnet}.{}:{}", 10 + flow % 200, 20000 + flow);
+        for i in 0..200u32 {
+            let p = PacketBuilder::v4(&client, &format!("198.18.{subnet}.250:80")).seq(1 + i * 10).ack(1).flags(TcpFlags::ACK).payload_len(10);
+            frames.push((u64::from(flow * 200 + i) * 1000, p.ethernet()));
+        }
+    }
+    write_ethernet_pcap(path, &frames).unwrap();
+    frames.len() as u64
+}
+
+#[test]
+fn top_speed_replay_loses_nothing() {
+    if !available("top_speed_replay_loses_nothing", &["tcpreplay"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("flood.pcap");
+    let sent = write_flood(&pcap, 6);
+    let mut lab = Lab::new("topspeed", 6, false);
+    // The default ring (128 MiB) and two readers in one fanout group.
+    let capture = Capture::start(&mut lab, dir.path(), &["--block-size", "1048576", "--block-count", "128", "--readers", "2"]);
+    let client = lab.client.clone();
+    let replay = lab.exec(&client, &["tcpreplay", "-K", "--topspeed", "-i", "vc", &pcap.display().to_string()]);
+    eprintln!("{}", String::from_utf8_lossy(&replay.stdout));
+    std::thread::sleep(Duration::from_millis(500));
+    let (out, stats) = capture.stop(&mut lab);
+    assert_eq!(n(&stats, "kernel_drops"), 0, "{stats}");
+    assert_eq!(n(&stats, "packets_received"), sent, "every packet sent was received: {stats}");
+    assert_eq!(n(&stats, "segments_analysed") + n(&stats, "queue_drops"), sent);
+    let pkts = count(&format!("SELECT sum(orig_pkts + resp_pkts) FROM {}", duckdb_dataset(&out, "flows")));
+    assert_eq!(pkts + n(&stats, "queue_drops"), sent, "every analysed packet is in a flow row");
+}
+
+#[test]
+fn packet_limit_stops_the_capture_exactly() {
+    if !available("packet_limit_stops_the_capture_exactly", &["tcpreplay"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("flood.pcap");
+    let sent = write_flood(&pcap, 7);
+    let mut lab = Lab::new("limit", 7, false);
+    let capture = Capture::start(&mut lab, dir.path(), &["--packets", "5000", "--readers", "2"]);
+    let client = lab.client.clone();
+    lab.exec(&client, &["tcpreplay", "-K", "--topspeed", "-i", "vc", &pcap.display().to_string()]);
+    // The capture ends by itself.
+    let child = lab.children.iter_mut().find(|c| c.id() == capture.pid).expect("capture child");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the capture did not stop at its packet limit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&capture.log).unwrap_or_default();
+    assert!(status.success() && log.contains("packet limit reached"), "{log}");
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(capture.out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(n(&stats, "packets_received"), 5000, "{stats}");
+    assert_eq!(n(&stats, "packets_received") + n(&stats, "discarded_after_limit"), n(&stats, "kernel_delivered"), "{stats}");
+    assert!(n(&stats, "kernel_packets") <= sent);
+}
+
 #[test]
 fn overload_drops_add_up() {
     if !available("overload_drops_add_up", &["tcpreplay"]) {
@@ -464,16 +531,7 @@ fn overload_drops_add_up() {
     }
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("flood.pcap");
-    let mut frames = Vec::new();
-    for flow in 0..100u32 {
-        let client = format!("198.18.4.{}:{}", 10 + flow % 200, 20000 + flow);
-        for i in 0..200u32 {
-            let p = PacketBuilder::v4(&client, "198.18.4.250:80").seq(1 + i * 10).ack(1).flags(TcpFlags::ACK).payload_len(10);
-            frames.push((u64::from(flow * 200 + i) * 1000, p.ethernet()));
-        }
-    }
-    let sent = frames.len() as u64; // 20,000
-    write_ethernet_pcap(&pcap, &frames).unwrap();
+    let sent = write_flood(&pcap, 4);
 
     let mut lab = Lab::new("overload", 4, false);
     let rx_before = lab.server_rx_packets();

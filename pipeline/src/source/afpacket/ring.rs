@@ -430,3 +430,78 @@ impl Drop for Block<'_> {
 pub fn is_losing(status: u32) -> bool {
     status & TP_STATUS_LOSING != 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block as the kernel lays it out: descriptor, then packets chained by `tp_next_offset`.
+    fn fake_block(packets: &[(&[u8], u32, Option<u16>)]) -> Vec<u8> {
+        let mut b = vec![0u8; 4096];
+        let put32 = |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        put32(&mut b, BLOCK_STATUS_OFFSET, TP_STATUS_USER);
+        put32(&mut b, BLOCK_NUM_PKTS_OFFSET, packets.len() as u32);
+        put32(&mut b, BLOCK_FIRST_PKT_OFFSET, 64);
+        let mut offset = 64;
+        for (i, (data, wire_len, vlan)) in packets.iter().enumerate() {
+            let mac = 82u16;
+            let next = if i + 1 == packets.len() { 0 } else { ((mac as usize + data.len() + 15) & !15) as u32 };
+            put32(&mut b, offset + PKT_NEXT_OFFSET, next);
+            put32(&mut b, offset + PKT_SEC, 1_700_000_000 + i as u32);
+            put32(&mut b, offset + PKT_NSEC, 5);
+            put32(&mut b, offset + PKT_SNAPLEN, data.len() as u32);
+            put32(&mut b, offset + PKT_LEN, *wire_len);
+            let status = if vlan.is_some() { TP_STATUS_USER | TP_STATUS_VLAN_VALID } else { TP_STATUS_USER };
+            put32(&mut b, offset + PKT_STATUS, status);
+            b[offset + PKT_MAC..offset + PKT_MAC + 2].copy_from_slice(&mac.to_ne_bytes());
+            put32(&mut b, offset + PKT_VLAN_TCI, u32::from(vlan.unwrap_or(0)));
+            b[offset + mac as usize..offset + mac as usize + data.len()].copy_from_slice(data);
+            offset += next as usize;
+        }
+        let end = offset + 200;
+        put32(&mut b, BLOCK_LEN_OFFSET, end as u32);
+        b
+    }
+
+    fn walk(block: &[u8], limit: u32) -> (u32, Vec<(u32, u32, Option<u16>, Vec<u8>)>, usize) {
+        let status = AtomicU32::new(TP_STATUS_USER);
+        let mut next = 0usize;
+        let b = Block { bytes: &block[BLOCK_HEAD_SKIP..], status: &status, socket_next: &mut next, block_count: 4 };
+        let mut seen = Vec::new();
+        let n = b.for_each_packet(limit, |p| seen.push((p.sec, p.wire_len, p.vlan_tci, p.data.to_vec())));
+        drop(b);
+        assert_eq!(status.load(Ordering::Relaxed), TP_STATUS_KERNEL, "dropping the block gives it back");
+        (n, seen, next)
+    }
+
+    #[test]
+    fn walks_packets_in_order_with_vlan_and_lengths() {
+        let block = fake_block(&[(b"first-frame", 11, None), (b"second", 1500, Some(10)), (b"third", 5, None)]);
+        let (n, seen, next) = walk(&block, u32::MAX);
+        assert_eq!(n, 3);
+        assert_eq!(next, 1, "the next block is the following one");
+        assert_eq!(seen[0], (1_700_000_000, 11, None, b"first-frame".to_vec()));
+        assert_eq!(seen[1], (1_700_000_001, 1500, Some(10), b"second".to_vec()));
+        assert_eq!(seen[2].3, b"third".to_vec());
+        let (n, seen, _) = walk(&block, 2);
+        assert_eq!((n, seen.len()), (2, 2), "the packet limit is honoured");
+    }
+
+    #[test]
+    fn corrupt_offsets_stop_the_walk_without_panicking() {
+        let mut block = fake_block(&[(b"aaaa", 4, None), (b"bbbb", 4, None)]);
+        // Snap length beyond the block.
+        block[64 + PKT_SNAPLEN..64 + PKT_SNAPLEN + 4].copy_from_slice(&100_000u32.to_ne_bytes());
+        assert_eq!(walk(&block, u32::MAX).0, 0);
+        // First packet offset inside the descriptor, or past the end.
+        for first in [0u32, 4000, u32::MAX] {
+            let mut b = fake_block(&[(b"aaaa", 4, None)]);
+            b[BLOCK_FIRST_PKT_OFFSET..BLOCK_FIRST_PKT_OFFSET + 4].copy_from_slice(&first.to_ne_bytes());
+            assert_eq!(walk(&b, u32::MAX).0, 0);
+        }
+        // More packets claimed than chained.
+        let mut b = fake_block(&[(b"aaaa", 4, None)]);
+        b[BLOCK_NUM_PKTS_OFFSET..BLOCK_NUM_PKTS_OFFSET + 4].copy_from_slice(&50u32.to_ne_bytes());
+        assert_eq!(walk(&b, u32::MAX).0, 1);
+    }
+}
