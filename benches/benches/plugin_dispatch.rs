@@ -53,7 +53,7 @@ fn bench_dispatch(c: &mut Criterion) {
         .expect("loading the noop plugin");
     let segs = segments();
     let mut events = Vec::new();
-    let mut plugins = WorkerPlugins::create(set.clone(), 0, &mut events);
+    let mut plugins = WorkerPlugins::create(set.clone(), 0);
 
     // The plugin call alone: host loop, emitter set-up, indirect call, SDK shim (catch_unwind).
     let mut engine = Engine::new(EngineConfig::default());

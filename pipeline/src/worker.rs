@@ -67,7 +67,7 @@ pub fn run_worker_with_plugins(
     plugins: Option<(Arc<PluginSet>, usize)>,
 ) -> WorkerCounters {
     let mut engine = Engine::new(config);
-    let mut plugins = plugins.map(|(set, worker)| WorkerPlugins::create(set, worker, &mut engine.output.events));
+    let mut plugins = plugins.map(|(set, worker)| WorkerPlugins::create(set, worker));
     let mut counters = WorkerCounters::default();
     let mut finish_reason = CloseReason::EndOfInput;
     for message in input.iter() {

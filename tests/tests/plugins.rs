@@ -429,6 +429,14 @@ fn panicking_plugin_is_disabled_counted_and_reported() {
     let seen: Vec<Row> = plugin_events(&out2).into_iter().filter(|r| r.kind == "segments_seen").collect();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].count, Some(20));
+    // A `create` that fails disables the plugin on that worker, reported at the first packet time.
+    let out3 = dir.path().join("out3");
+    let o = run_ok(&[&capture], &out3, &["--plugin", &panicky, "--plugin-config", r#"test-panic={"fail_create":true}"#, "--workers", "2"]);
+    assert!(stderr(&o).contains("plugin test-panic: 0 panics, 2 errors, disabled on 2 of 2 workers"), "{}", stderr(&o));
+    let errors: Vec<Row> = plugin_events(&out3).into_iter().filter(|r| r.kind == "plugin_error").collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors.iter().all(|r| r.details["hook"] == "create" && r.details["message"].contains("cannot start")));
+    assert!(errors.iter().all(|r| r.ts_us >= (BASE / 1000) as i64), "stamped with packet time: {errors:#?}");
 }
 
 #[test]

@@ -480,6 +480,8 @@ pub struct WorkerPlugins {
     source_index: u32,
     now: Timestamp,
     finished: bool,
+    /// Fault events from `create`, waiting for the first packet time.
+    pending_faults: Vec<Event>,
 }
 
 fn addr16(ip: IpAddr) -> [u8; 16] {
@@ -527,8 +529,11 @@ pub fn segment_view(seg: &Segment, verdict: &SegmentVerdict) -> TcpscopeSegment 
 
 impl WorkerPlugins {
     /// Creates this worker's instances; call it on the worker's own thread. A failed `create`
-    /// disables that plugin on this worker and is reported as a `plugin_error` event in `out`.
-    pub fn create(set: Arc<PluginSet>, worker: usize, out: &mut Vec<Event>) -> WorkerPlugins {
+    /// disables that plugin on this worker and is reported as a `plugin_error` event, stamped
+    /// with the first packet time this worker sees.
+    pub fn create(set: Arc<PluginSet>, worker: usize) -> WorkerPlugins {
+        let mut pending_faults = Vec::new();
+        let out = &mut pending_faults;
         let worker = worker as u32;
         let mut instances = Vec::with_capacity(set.plugins.len());
         for plugin in &set.plugins {
@@ -561,6 +566,7 @@ impl WorkerPlugins {
             source_index: 0,
             now: Timestamp::ZERO,
             finished: false,
+            pending_faults,
         };
         w.rebuild_segment_hooks();
         w
@@ -602,6 +608,9 @@ impl WorkerPlugins {
         self.source_index = seg.source_index;
         if seg.ts > self.now {
             self.now = seg.ts;
+        }
+        if !self.pending_faults.is_empty() {
+            self.release_faults(&mut output.events);
         }
         if !self.segment_hooks.is_empty() {
             let view = segment_view(seg, verdict);
@@ -666,10 +675,22 @@ impl WorkerPlugins {
         }
     }
 
+    #[cold]
+    fn release_faults(&mut self, events: &mut Vec<Event>) {
+        for mut e in self.pending_faults.drain(..) {
+            e.ts = self.now;
+            e.source_index = self.source_index;
+            events.push(e);
+        }
+    }
+
     /// Packet time reached `now`: calls `on_tick` hooks.
     pub fn tick(&mut self, now: Timestamp, events: &mut Vec<Event>) {
         if now > self.now {
             self.now = now;
+        }
+        if !self.pending_faults.is_empty() {
+            self.release_faults(events);
         }
         self.next_tick_ns = self.now.as_nanos().saturating_add(TICK_INTERVAL_NS);
         for index in 0..self.instances.len() {
@@ -694,6 +715,7 @@ impl WorkerPlugins {
             return;
         }
         self.finished = true;
+        self.release_faults(events);
         for index in 0..self.instances.len() {
             let plugin = &self.set.plugins[index];
             let (Some(hook), true) = (plugin.hooks.flush, self.instances[index].enabled) else { continue };

@@ -1,7 +1,8 @@
 //! A plugin that misbehaves on purpose, for the fault-containment tests: it panics in
 //! `on_segment` at a chosen packet number, or refuses its configuration.
 //!
-//! Configuration: `{"panic_at_packet": 3}` (default 3), `{"refuse": true}` (init fails).
+//! Configuration: `{"panic_at_packet": 3}` (default 3), `{"refuse": true}` (init fails),
+//! `{"fail_create": true}` (every worker's `create` fails).
 
 use std::sync::Arc;
 use tcpscope_plugin_api::abi::*;
@@ -10,6 +11,7 @@ use tcpscope_plugin_api::{Detector, Emitter, Event, Severity};
 /// Parsed settings.
 pub struct Settings {
     panic_at_packet: u64,
+    fail_create: bool,
 }
 
 /// One worker's instance.
@@ -28,10 +30,14 @@ impl Detector for TestPanic {
             return Err("invalid configuration: refusing as asked (\"refuse\": true)".into());
         }
         let panic_at_packet = v.get("panic_at_packet").and_then(|p| p.as_u64()).unwrap_or(3);
-        Ok(Settings { panic_at_packet })
+        let fail_create = v.get("fail_create").and_then(|r| r.as_bool()) == Some(true);
+        Ok(Settings { panic_at_packet, fail_create })
     }
 
-    fn create(shared: &Arc<Settings>, _config: &str, _worker: u32) -> Result<Self, String> {
+    fn create(shared: &Arc<Settings>, _config: &str, worker: u32) -> Result<Self, String> {
+        if shared.fail_create {
+            return Err(format!("worker {worker} cannot start (\"fail_create\": true)"));
+        }
         Ok(TestPanic { panic_at_packet: shared.panic_at_packet, segments: 0 })
     }
 
