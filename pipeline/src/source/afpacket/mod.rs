@@ -50,7 +50,7 @@ impl RingConfig {
         if !self.block_size.is_power_of_two() || self.block_size < page {
             return Err(format!("block size {} must be a power of two of at least {page} bytes", self.block_size));
         }
-        if self.frame_size < sys::TPACKET3_HDRLEN as u32 || self.frame_size % 16 != 0 || self.frame_size > self.block_size {
+        if self.frame_size < sys::TPACKET3_HDRLEN as u32 || !self.frame_size.is_multiple_of(16) || self.frame_size > self.block_size {
             return Err(format!("frame size {} must be a multiple of 16 between 80 and the block size", self.frame_size));
         }
         if self.block_count == 0 {

@@ -463,7 +463,9 @@ mod tests {
         b
     }
 
-    fn walk(block: &[u8], limit: u32) -> (u32, Vec<(u32, u32, Option<u16>, Vec<u8>)>, usize) {
+    type Seen = Vec<(u32, u32, Option<u16>, Vec<u8>)>;
+
+    fn walk(block: &[u8], limit: u32) -> (u32, Seen, usize) {
         let status = AtomicU32::new(TP_STATUS_USER);
         let mut next = 0usize;
         let b = Block { bytes: &block[BLOCK_HEAD_SKIP..], status: &status, socket_next: &mut next, block_count: 4 };
