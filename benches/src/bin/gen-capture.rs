@@ -4,6 +4,7 @@
 //! gen-capture sample OUT.pcap
 //! gen-capture many-connections CONNECTIONS CONCURRENT OUT.pcap
 //! gen-capture repeat TIMES IN.pcap OUT.pcap      (IN's records TIMES over, shifted in time)
+//! gen-capture established CONNECTIONS OUT.pcap   (handshakes only: flows that stay open, idle)
 //! ```
 
 use std::path::Path;
@@ -18,12 +19,16 @@ fn main() -> ExitCode {
             (Ok(n), Ok(c)) => write_ethernet_pcap(Path::new(out), &scenarios::many_connections(n, c)),
             _ => Err(std::io::Error::other("CONNECTIONS and CONCURRENT must be numbers")),
         },
+        ["established", n, out] => match n.parse::<u32>() {
+            Ok(n) => scenarios::write_established(Path::new(out), n),
+            Err(_) => Err(std::io::Error::other("CONNECTIONS must be a number")),
+        },
         ["repeat", times, input, out] => match times.parse::<u32>() {
             Ok(t) => tcpscope_benches::repeat_capture(Path::new(input), Path::new(out), t),
             Err(_) => Err(std::io::Error::other("TIMES must be a number")),
         },
         _ => {
-            eprintln!("usage: gen-capture sample OUT | many-connections N CONCURRENT OUT | repeat TIMES IN OUT");
+            eprintln!("usage: gen-capture sample OUT | many-connections N CONCURRENT OUT | established N OUT | repeat TIMES IN OUT");
             return ExitCode::from(2);
         }
     };

@@ -166,3 +166,24 @@ pub fn many_connections(connections: usize, concurrent: usize) -> Vec<(u64, Vec<
     frames.sort_by_key(|(t, _)| *t);
     frames
 }
+
+/// `connections` established connections that stay open and idle: a three-way handshake each,
+/// 10 µs apart, never closed. Written straight to `out` (a million flows would not fit in a Vec
+/// of frames comfortably). For measuring what an idle flow costs.
+pub fn write_established(out: &std::path::Path, connections: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    let mut w = super::PcapWriter::new(file, 1, false)?;
+    for i in 0..connections {
+        let client = std::net::SocketAddr::from(([198, 18 + (i >> 24) as u8 % 2, (i >> 16) as u8, (i >> 8) as u8], 1024 + (i & 0xFF) as u16));
+        let server = std::net::SocketAddr::from(([198, 19, 0, 1], 443));
+        let t = SAMPLE_START_NS + i as u64 * 10_000;
+        let syn = PacketBuilder::between(client, server).flags(TcpFlags::SYN).seq(i).mss(1460).wscale(7).sack_permitted();
+        let synack = PacketBuilder::between(server, client).flags(TcpFlags::SYN).seq(!i).ack(i.wrapping_add(1)).mss(1460).wscale(7).sack_permitted();
+        let ack = PacketBuilder::between(client, server).seq(i.wrapping_add(1)).ack((!i).wrapping_add(1)).window(512);
+        w.write_packet(t, &syn.ethernet())?;
+        w.write_packet(t + 2_000, &synack.ethernet())?;
+        w.write_packet(t + 4_000, &ack.ethernet())?;
+    }
+    w.into_inner()?.flush()
+}
