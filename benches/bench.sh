@@ -67,6 +67,14 @@ for f in perf.pcap conns.pcap perf10.pcap; do
   fi
 done
 
+# What an idle flow costs: peak RSS with 1,000,000 open connections minus that with 10,000.
+[ -s "$data/est1m.pcap" ] || "$gen" established 1000000 "$data/est1m.pcap"
+[ -s "$data/est10k.pcap" ] || "$gen" established 10000 "$data/est10k.pcap"
+rss_of() { /usr/bin/time -f '%M' -o "$data/rss" "$bin" analyze "$1" --out bench-data/out-est --workers 1 --no-pin --quiet \
+             --max-flows 2000000 --idle-timeout 1000000 >/dev/null 2>&1; rm -rf bench-data/out-est; cat "$data/rss"; }
+small=$(rss_of "$data/est10k.pcap"); big=$(rss_of "$data/est1m.pcap")
+echo "idle flow cost: $(( (big - small) * 1024 / 990000 )) bytes per flow (peak RSS ${small} KiB with 10k flows, ${big} KiB with 1M)"
+
 python3 - "$results" "$data" "$default_workers" <<'PY'
 import sys, subprocess, os
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
