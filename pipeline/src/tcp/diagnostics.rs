@@ -114,6 +114,8 @@ struct Silence {
 #[derive(Clone, Debug, Default)]
 pub struct Diagnostics {
     packets_seen: u64,
+    /// The input the connection came from (for events not tied to one packet).
+    source_index: u32,
     /// Originator's (address, port) and responder's, from the first packet.
     endpoints: Option<((IpAddr, u16), (IpAddr, u16))>,
     syns_sent: u32,
@@ -168,6 +170,7 @@ impl Diagnostics {
         if self.packets_seen == 0 {
             let (a, b) = ((seg.src_ip, seg.src_port), (seg.dst_ip, seg.dst_port));
             self.endpoints = Some(if dir == Direction::Orig { (a, b) } else { (b, a) });
+            self.source_index = seg.source_index;
             if !flags.syn() {
                 out.push(
                     Event::tcp_packet(EventKind::MidstreamStart, seg, flow_id, dir)
@@ -498,7 +501,7 @@ impl Diagnostics {
         };
         Event {
             ts,
-            source_index: 0,
+            source_index: self.source_index,
             packet_number: None,
             flow_id,
             detector: Cow::Borrowed("tcp"),
