@@ -241,8 +241,13 @@ time.sleep(30)
 /// Once the parent has cut the server's way back, A's probes and B's retransmissions go
 /// unanswered until the kernel gives up (A: RST after 3 probes; B: user timeout).
 const CLIENT: &str = r#"
-import socket, sys
-a = socket.create_connection(("198.18.0.2", 8080))
+import socket, sys, time
+for attempt in range(50):  # the listener may still be starting
+    try:
+        a = socket.create_connection(("198.18.0.2", 8080))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.1)
 a.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 a.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
 a.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
@@ -285,22 +290,34 @@ fn record_silent_peer(dir: &Path) -> Option<(PathBuf, Lab)> {
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
     }
     let capture = dir.join("silent_peer.pcap");
-    let tcpdump = Command::new("ip")
+    let mut tcpdump = Command::new("ip")
         .args(["netns", "exec", &client_ns, "tcpdump", "-i", veth_c, "-U", "-n", "-c", "200", "-w"])
         .arg(&capture)
         .arg("tcp")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("tcpdump");
+    // tcpdump says "listening on …" once its socket is open: only then may traffic start.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stderr = tcpdump.stderr.take().expect("tcpdump stderr");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
     lab.children.push(tcpdump);
+    ready_rx.recv_timeout(Duration::from_secs(10)).expect("tcpdump started listening");
     let server = Command::new("ip")
         .args(["netns", "exec", &server_ns, "python3", "-c", SERVER])
         .stdout(Stdio::null())
         .spawn()
         .expect("server");
     lab.children.push(server);
-    std::thread::sleep(Duration::from_millis(1500)); // tcpdump and the listener get ready
+    std::thread::sleep(Duration::from_millis(500)); // the listener binds
     let mut client = Command::new("ip")
         .args(["netns", "exec", &client_ns, "timeout", "20", "python3", "-c", CLIENT])
         .stdin(Stdio::piped())
