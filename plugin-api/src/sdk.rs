@@ -772,6 +772,38 @@ mod tests {
         }
     }
 
+    #[derive(Debug, PartialEq)]
+    struct Sum(u64);
+    impl Merge for Sum {
+        fn merge(&mut self, other: Sum) {
+            self.0 += other.0;
+        }
+    }
+
+    #[test]
+    fn windowed_aggregate_closes_windows_every_worker_passed() {
+        let agg: WindowedAggregate<u32, Sum> = WindowedAggregate::new(10, 2);
+        let mut local = std::collections::BTreeMap::new();
+        local.insert((0, 7), Sum(1));
+        local.insert((10, 7), Sum(2));
+        agg.submit(&mut local);
+        assert!(local.is_empty());
+        agg.advance(0, 25);
+        assert!(agg.take_closed().is_empty(), "worker 1 has not passed anything");
+        let mut local = std::collections::BTreeMap::new();
+        local.insert((0, 7), Sum(4));
+        local.insert((0, 3), Sum(8));
+        agg.submit(&mut local);
+        agg.advance(1, 12);
+        // Low watermark 12: only the window [0, 10) is complete, taken in key order.
+        assert_eq!(agg.take_closed(), vec![((0, 3), Sum(8)), ((0, 7), Sum(5))]);
+        let mut late = std::collections::BTreeMap::new();
+        late.insert((0, 9), Sum(1));
+        agg.submit(&mut late);
+        assert_eq!(agg.late(), 1);
+        assert_eq!(agg.take_all(), vec![((10, 7), Sum(2))]);
+    }
+
     #[test]
     fn watermarks_take_the_minimum() {
         let w = Watermarks::new(3);
