@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::ffi::c_void;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tcpscope_plugin_api::abi::*;
 
@@ -218,15 +218,11 @@ pub struct LoadedPlugin {
     /// Health counters.
     pub health: PluginHealth,
     hooks: Hooks,
-    shared: *mut c_void,
+    /// The plugin's shared state; null before `init_shared` and after `destroy_shared`. The ABI
+    /// requires it to be usable from every worker thread at once (the SDK requires
+    /// `Send + Sync`); the host only passes it back to the plugin.
+    shared: AtomicPtr<c_void>,
 }
-
-// SAFETY: `shared` is the plugin's shared state, which the ABI requires to be usable from every
-// worker thread at once (`init_shared` documents it; the SDK requires `Send + Sync`). The hooks
-// are plain function pointers into a library that is never unloaded.
-unsafe impl Send for LoadedPlugin {}
-// SAFETY: as above; the host itself never mutates through `shared`.
-unsafe impl Sync for LoadedPlugin {}
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -384,7 +380,7 @@ impl PluginSet {
                 info: opened.info,
                 config: "null".into(),
                 health: PluginHealth::default(),
-                shared: std::ptr::null_mut(),
+                shared: AtomicPtr::new(std::ptr::null_mut()),
             });
         }
         for (name, config) in &options.configs {
@@ -418,7 +414,7 @@ impl PluginSet {
                 });
                 return Err(PluginError::InitFailed { name: plugin.info.name.clone(), path: plugin.info.path.clone(), message });
             }
-            plugin.shared = shared;
+            plugin.shared = AtomicPtr::new(shared);
         }
         Ok(Arc::new(PluginSet { plugins, workers, workers_left: AtomicUsize::new(workers as usize) }))
     }
@@ -546,7 +542,7 @@ impl WorkerPlugins {
             let emitter = cx.emitter();
             // SAFETY: a checked hook, with the shared state from `init_shared`, a config view and
             // an emitter that live for the call, and a valid out-pointer; on this worker's thread.
-            let status = unsafe { create(plugin.shared, str_view(&plugin.config), worker, &emitter, &mut ptr) };
+            let status = unsafe { create(plugin.shared.load(Ordering::Acquire), str_view(&plugin.config), worker, &emitter, &mut ptr) };
             let error = cx.error.take();
             if status == TCPSCOPE_OK {
                 instances.push(Instance { ptr, enabled: true });
@@ -729,9 +725,13 @@ impl WorkerPlugins {
             }
         }
         self.destroy_instances();
-        if self.set.workers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let left = self.set.workers_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if left == Ok(1) {
             for plugin in &self.set.plugins {
-                if plugin.shared.is_null() {
+                // Taken once: a set reused for another run gets null (its `create` then fails
+                // cleanly) instead of freed state.
+                let shared = plugin.shared.swap(std::ptr::null_mut(), Ordering::AcqRel);
+                if shared.is_null() {
                     continue;
                 }
                 if let Some(hook) = plugin.hooks.flush_shared {
@@ -739,7 +739,7 @@ impl WorkerPlugins {
                     let emitter = cx.emitter();
                     // SAFETY: the shared state from `init_shared`; every worker has flushed, so
                     // this is its last use besides `destroy_shared`.
-                    let status = unsafe { hook(plugin.shared, &emitter) };
+                    let status = unsafe { hook(shared, &emitter) };
                     if status != TCPSCOPE_OK {
                         let error = cx.error.take();
                         if status == TCPSCOPE_PANICKED {
@@ -751,7 +751,7 @@ impl WorkerPlugins {
                 }
                 if let Some(destroy) = plugin.hooks.destroy_shared {
                     // SAFETY: last use of the shared state; no instance is left.
-                    unsafe { destroy(plugin.shared) };
+                    unsafe { destroy(shared) };
                 }
             }
         }
