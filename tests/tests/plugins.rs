@@ -956,12 +956,14 @@ fn detectors_on_traffic_recorded_in_namespaces() {
     let floods: Vec<&Row> = one.iter().filter(|r| r.kind == "syn_flood").collect();
     assert!(!floods.is_empty(), "{one:#?}");
     assert!(floods.iter().all(|r| r.dst_ip.as_deref() == Some("198.18.0.2") && r.dst_port == Some(8080)), "{floods:#?}");
+    // 250 half-open handshakes (a minute boundary inside the half-second flood may split them
+    // into two windows, of which only one may pass `min_incomplete`).
     let half_open: i64 = floods.iter().map(|r| r.count.unwrap()).sum();
-    assert!((240..=250).contains(&half_open), "250 half-open handshakes: {floods:#?}");
+    assert!((125..=250).contains(&half_open), "250 half-open handshakes: {floods:#?}");
     let scans: Vec<&Row> = one.iter().filter(|r| r.kind == "port_scan").collect();
     assert!(!scans.is_empty(), "{one:#?}");
     assert!(scans.iter().all(|r| r.src_ip.as_deref() == Some("198.18.0.1") && r.details["scan_type"] == "vertical"));
     let refused: u64 = scans.iter().map(|r| r.details["refused"].parse::<u64>().unwrap()).sum();
-    assert_eq!(refused, 100, "{scans:#?}");
+    assert!((50..=100).contains(&refused), "100 refused ports (split by at most one window boundary): {scans:#?}");
     assert!(!one.iter().any(|r| r.detector == "rst-injection"), "genuine kernel resets only: {one:#?}");
 }
