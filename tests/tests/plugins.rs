@@ -425,7 +425,9 @@ fn panicking_plugin_is_disabled_counted_and_reported() {
     assert_eq!(flows, 2);
     // Without a panic, the instance flushes.
     let out2 = dir.path().join("out2");
-    run_ok(&[&capture], &out2, &["--plugin", &panicky, "--plugin-config", r#"test-panic={"panic_at_packet":1000}"#, "--workers", "1"]);
+    let o = run_ok(&[&capture], &out2, &["--plugin", &panicky, "--plugin-config", r#"test-panic={"panic_at_packet":1000}"#, "--workers", "1"]);
+    // test-panic adds a detail key it does not declare: counted and reported.
+    assert!(stderr(&o).contains("plugin test-panic: 1 events with a kind or detail key its descriptor does not declare"), "{}", stderr(&o));
     let seen: Vec<Row> = plugin_events(&out2).into_iter().filter(|r| r.kind == "segments_seen").collect();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].count, Some(20));
@@ -664,7 +666,8 @@ fn run_detectors(capture: &Path, out: &Path, names: &[&str], workers: usize, ext
     args.extend(["--workers".to_owned(), workers.to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_ok(&[capture], out, &refs);
+    let o = run_ok(&[capture], out, &refs);
+    assert!(!stderr(&o).contains("does not declare"), "the shipped detectors declare every kind and key:\n{}", stderr(&o));
     plugin_events(out)
 }
 

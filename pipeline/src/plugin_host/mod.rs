@@ -175,6 +175,8 @@ pub struct PluginHealth {
     pub events: AtomicU64,
     /// Events refused (too small a struct).
     pub events_refused: AtomicU64,
+    /// Events whose kind or a detail key the plugin did not declare in its descriptor.
+    pub events_undeclared: AtomicU64,
 }
 
 /// Hooks copied from the descriptor, already masked by the capability bits.
@@ -218,6 +220,8 @@ pub struct LoadedPlugin {
     /// Health counters.
     pub health: PluginHealth,
     hooks: Hooks,
+    /// Event kinds and detail keys the descriptor declares.
+    declared: std::collections::HashSet<String>,
     /// The plugin's shared state; null before `init_shared` and after `destroy_shared`. The ABI
     /// requires it to be usable from every worker thread at once (the SDK requires
     /// `Send + Sync`); the host only passes it back to the plugin.
@@ -307,6 +311,10 @@ unsafe extern "C" fn host_emit(ctx: *mut c_void, event: *const TcpscopeEvent) {
         };
         // SAFETY: the kind is valid for this call.
         let kind = unsafe { copy_str(e.kind) };
+        let declared = &cx.plugin.declared;
+        if !declared.contains(&kind) || details.iter().any(|(k, _)| !declared.contains(k.as_ref())) {
+            cx.plugin.health.events_undeclared.fetch_add(1, Ordering::Relaxed);
+        }
         let src = has(TCPSCOPE_EVENT_HAS_SRC).then(|| ip_of(&e.src_addr, e.ip_version)).flatten();
         let dst = has(TCPSCOPE_EVENT_HAS_DST).then(|| ip_of(&e.dst_addr, e.ip_version)).flatten();
         cx.plugin.health.events.fetch_add(1, Ordering::Relaxed);
@@ -375,7 +383,9 @@ impl PluginSet {
                     first: first.info.path.clone(),
                 });
             }
+            let declared = opened.info.event_kinds.iter().chain(&opened.info.detail_keys).map(|(n, _)| n.clone()).collect();
             plugins.push(LoadedPlugin {
+                declared,
                 hooks: Hooks::from(&opened.descriptor),
                 info: opened.info,
                 config: "null".into(),
@@ -429,25 +439,32 @@ impl PluginSet {
         self.workers as usize
     }
 
-    /// One line per plugin that had trouble (panics, errors), for the run summary.
+    /// One line per plugin that had trouble (panics, errors, events it did not declare or that
+    /// were refused), for the run summary.
     pub fn health_report(&self) -> Vec<String> {
-        self.plugins
-            .iter()
-            .filter_map(|p| {
-                let h = &p.health;
-                let (panics, errors, disabled) = (
-                    h.panics.load(Ordering::Relaxed),
-                    h.errors.load(Ordering::Relaxed),
-                    h.disabled_instances.load(Ordering::Relaxed),
-                );
-                (panics + errors + disabled > 0).then(|| {
-                    format!(
-                        "plugin {}: {panics} panics, {errors} errors, disabled on {disabled} of {} workers",
-                        p.info.name, self.workers
-                    )
-                })
-            })
-            .collect()
+        let mut lines = Vec::new();
+        for p in &self.plugins {
+            let h = &p.health;
+            let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            let (panics, errors, disabled) = (load(&h.panics), load(&h.errors), load(&h.disabled_instances));
+            if panics + errors + disabled > 0 {
+                lines.push(format!(
+                    "plugin {}: {panics} panics, {errors} errors, disabled on {disabled} of {} workers",
+                    p.info.name, self.workers
+                ));
+            }
+            let (undeclared, refused) = (load(&h.events_undeclared), load(&h.events_refused));
+            if undeclared > 0 {
+                lines.push(format!(
+                    "plugin {}: {undeclared} events with a kind or detail key its descriptor does not declare",
+                    p.info.name
+                ));
+            }
+            if refused > 0 {
+                lines.push(format!("plugin {}: {refused} events refused (struct_size too small)", p.info.name));
+            }
+        }
+        lines
     }
 }
 
