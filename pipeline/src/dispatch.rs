@@ -120,6 +120,12 @@ impl Dispatcher {
     pub fn last_ts(&self) -> Timestamp {
         self.last_ts
     }
+
+    /// Changes what a full queue does (live capture waits for the workers while it drains its
+    /// rings at shutdown, when nothing new arrives any more).
+    pub fn set_backpressure(&mut self, backpressure: Backpressure) {
+        self.backpressure = backpressure;
+    }
 }
 
 impl Dispatcher {

@@ -583,6 +583,9 @@ fn run_reader(
                 fail(e);
                 break;
             }
+            // Nothing new can arrive: what is left in the ring waits for the workers rather than
+            // being dropped at a full queue.
+            dispatcher.set_backpressure(Backpressure::Block);
             stopping_since = Some(Instant::now());
         }
         let mut block_done = false;
