@@ -11,6 +11,7 @@ use crate::decode::LinkType;
 use crate::dispatch::{Backpressure, Dispatcher};
 use crate::error::SinkError;
 use crate::pipeline::Backend;
+use crate::plugin_host::PluginSet;
 use crate::sink::{ParquetSink, SinkConfig, SinkCounters};
 use crate::source::afpacket::{os, BpfProgram, CaptureError, KernelStats, PacketSocket, RingConfig};
 use crate::source::Frame;
@@ -67,6 +68,8 @@ pub struct LiveConfig {
     /// Benchmark aid: readers sleep this long before their first read, then report how fast they
     /// drained the ring that filled meanwhile.
     pub reader_start_delay: Duration,
+    /// Detector plugins, loaded for `workers` workers.
+    pub plugins: Option<Arc<PluginSet>>,
 }
 
 impl LiveConfig {
@@ -92,6 +95,7 @@ impl LiveConfig {
             stats_interval: Some(Duration::from_secs(5)),
             reader_block_delay: Duration::ZERO,
             reader_start_delay: Duration::ZERO,
+            plugins: None,
         }
     }
 }
@@ -367,7 +371,7 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
     let reader_ids: Vec<usize> = plans.iter().filter_map(|p| p.cpu.map(|c| c.id)).collect();
     let spare: Vec<core_affinity::CoreId> = cores.iter().copied().filter(|c| !reader_ids.contains(&c.id)).collect();
     let worker_cores = (0..workers).map(|w| (!spare.is_empty()).then(|| spare[w % spare.len()])).collect();
-    let backend = Backend::start(sink, config.engine, workers, worker_cores);
+    let backend = Backend::start_with_plugins(sink, config.engine, workers, worker_cores, config.plugins.clone());
 
     let control = Arc::new(Control {
         stop: AtomicBool::new(false),
@@ -396,6 +400,8 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
 
     // The driver: stop conditions, quiet-link ticks, kernel counters, stats line and file.
     let stats_path = config.out_dir.join("stats.json");
+    // A first stats.json says the sockets are open and the readers run.
+    let _ = write_stats(&stats_path, &collect(config, &reader_info, &backend, started, true));
     let mut last_seen_ts = 0u64;
     let mut last_seen_at = Instant::now();
     let mut next_stats = Instant::now() + STATS_PERIOD;

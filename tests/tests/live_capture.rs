@@ -641,3 +641,42 @@ fn setup_errors_are_clear_and_come_first() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success() && err.contains("CAP_NET_RAW"), "{err}");
 }
+
+#[test]
+fn plugins_run_on_live_traffic() {
+    if !available("plugins_run_on_live_traffic", &["python3"]) {
+        return;
+    }
+    // The port-scan detector, built like the plugin tests build it.
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(tcpscope_tests::workspace_root())
+        .args(["build", "-q", "-p", "tcpscope-plugin-port-scan"])
+        .args(if cfg!(debug_assertions) { vec![] } else { vec!["--release"] })
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building the port-scan plugin failed");
+    let library = tcpscope_tests::target_dir()
+        .join(if cfg!(debug_assertions) { "debug" } else { "release" })
+        .join(format!("{}tcpscope_plugin_port_scan{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new("plugin", 8, true);
+    let library_arg = library.display().to_string();
+    let capture = Capture::start(&mut lab, dir.path(), &["--plugin", &library_arg, "--workers", "2"]);
+    // 20 closed ports of the server: each SYN is answered by RST.
+    let scan = format!(
+        "import socket\nfor port in range(9000, 9020):\n    try:\n        socket.create_connection(('{}', port), 1).close()\n    except OSError:\n        pass\n",
+        lab.server_v4
+    );
+    let client = lab.client.clone();
+    lab.exec(&client, &["python3", "-c", &scan]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, _stats) = capture.stop(&mut lab);
+    let events = duckdb_dataset(&out, "events");
+    assert_eq!(count(&format!("SELECT count(*) FROM {events} WHERE kind = 'connection_refused'")), 20);
+    assert!(
+        count(&format!("SELECT count(*) FROM {events} WHERE detector = 'port-scan'")) >= 1,
+        "the plugin saw the scan: {:?}",
+        duckdb_query(&format!("SELECT detector, kind, count(*) FROM {events} GROUP BY ALL"))
+    );
+}

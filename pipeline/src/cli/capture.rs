@@ -1,6 +1,6 @@
 //! `tcpscope capture`: live capture arguments, wiring and the final summary.
 
-use super::{default_workers, host_name, run_tag, EngineArgs};
+use super::{default_workers, host_name, run_tag, EngineArgs, PluginArgs};
 use crate::live::{capture, LiveConfig, LiveReport, StopCause, DEFAULT_SNAPLEN};
 use crate::source::afpacket::RingConfig;
 use anyhow::Context;
@@ -75,6 +75,9 @@ pub struct CaptureArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub plugins: PluginArgs,
     /// Capture filter in tcpdump syntax (e.g. `tcp port 443`), compiled with libpcap.
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     pub filter: Vec<String>,
@@ -132,6 +135,7 @@ pub fn run_capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         (!args.quiet && args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
     config.reader_block_delay = Duration::from_millis(args.debug_reader_delay);
     config.reader_start_delay = Duration::from_millis(args.debug_start_delay);
+    config.plugins = args.plugins.load(config.workers)?;
 
     if !args.quiet {
         eprintln!(
@@ -153,6 +157,9 @@ pub fn run_capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.quiet {
         print_summary(&report, &config);
+    }
+    for line in config.plugins.iter().flat_map(|p| p.health_report()) {
+        eprintln!("tcpscope: {line}");
     }
     Ok(if report.reader_errors.is_empty() && report.sink_error.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
