@@ -638,6 +638,14 @@ fn injection_frames() -> (Vec<(u64, Vec<u8>)>, Vec<(u64, Vec<u8>)>) {
         c.data(BASE + (216 + k) * MS, 100, 57, None);
     }
     forged.extend(c.conv.frames);
+    // 4. Over IPv6: a reset with a foreign hop limit (IPv6 has no ID: only the TTL speaks).
+    let mut v6 = Server::new("[fd00:198:18::6]:41003", "[fd00:198:18::8]:443", 0);
+    v6.open(BASE + 250 * MS);
+    for k in 0..5 {
+        v6.data(BASE + (260 + k) * MS, 100, 57, None);
+    }
+    v6.rst(BASE + 270 * MS, 30, None);
+    forged.extend(v6.conv.frames);
 
     // Clean: normal data, then a genuine reset that follows the server's TTL and IDs, nothing after.
     let mut clean = Vec::new();
@@ -730,12 +738,16 @@ fn rst_injection_fires_on_forged_packets_and_not_on_a_genuine_reset() {
     let capture = write(dir.path(), "forged.pcap", &forged);
     let events = run_detectors(&capture, &dir.path().join("out"), &["rst-injection"], 2, &[]);
     let kinds: Vec<(&str, Option<&str>)> = events.iter().map(|r| (r.kind.as_str(), r.dst_ip.as_deref())).collect();
-    assert_eq!(kinds.len(), 3, "{events:#?}");
-    let forged_rst = events.iter().find(|r| r.kind == "forged_rst").expect("forged_rst");
+    assert_eq!(kinds.len(), 4, "{events:#?}");
+    let forged_rst = events.iter().find(|r| r.kind == "forged_rst" && r.dst_ip.as_deref() == Some("198.18.6.1")).expect("forged_rst");
     assert_eq!(forged_rst.dst_ip.as_deref(), Some("198.18.6.1"));
     assert_eq!(forged_rst.details["reasons"], "ttl,ip_id");
     assert_eq!(forged_rst.details["expected_ttl"], "57");
     assert_eq!(forged_rst.details["ttl"], "44");
+    let v6 = events.iter().find(|r| r.kind == "forged_rst" && r.dst_ip.as_deref() == Some("fd00:198:18::6")).expect("IPv6 forged_rst");
+    assert_eq!((v6.src_ip.as_deref(), v6.src_port, v6.dst_port), (Some("fd00:198:18::8"), Some(443), Some(41003)));
+    assert_eq!(v6.details["reasons"], "ttl");
+    assert_eq!(v6.details["expected_ttl"], "57");
     let race = events.iter().find(|r| r.kind == "rst_race").expect("rst_race");
     assert_eq!(race.dst_ip.as_deref(), Some("198.18.6.2"));
     let injected = events.iter().find(|r| r.kind == "injected_data").expect("injected_data");
@@ -778,7 +790,7 @@ fn results_do_not_depend_on_the_number_of_workers() {
     let four = run_detectors(&capture, &dir.path().join("w4"), &names, 4, &[]);
     assert_eq!(one, four);
     let count = |d: &str| one.iter().filter(|r| r.detector == d).count();
-    assert_eq!((count("syn-flood"), count("port-scan"), count("rst-injection")), (2, 2, 3), "{one:#?}");
+    assert_eq!((count("syn-flood"), count("port-scan"), count("rst-injection")), (2, 2, 4), "{one:#?}");
 }
 
 // ---- real captures from the shared corpus (skipped when it is absent) ----
