@@ -91,12 +91,17 @@ impl Dispatcher {
 
     /// Sends every partial batch, then tells every worker how far packet time has come.
     pub fn flush(&mut self) {
+        self.flush_batches();
+        self.tick(self.last_ts);
+    }
+
+    /// Sends every partial batch, without a tick (live capture ticks with a margin of its own).
+    pub fn flush_batches(&mut self) {
         for w in 0..self.queues.len() {
             if !self.batches[w].is_empty() {
                 self.send_batch(w);
             }
         }
-        self.tick(self.last_ts);
     }
 
     /// Advances every worker's packet time to `ts`.

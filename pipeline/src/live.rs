@@ -179,6 +179,11 @@ pub struct LiveStats {
     pub discarded_after_limit: u64,
     /// Segments the workers analysed (known at the end).
     pub segments_analysed: Option<u64>,
+    /// Flows evicted because the flow table was full (known at the end).
+    pub flows_evicted: Option<u64>,
+    /// Segments stamped earlier than the packet time their worker had reached, e.g. from a
+    /// reader a few milliseconds behind another (known at the end; analysed all the same).
+    pub segments_behind_packet_time: Option<u64>,
     /// Event rows produced so far.
     pub events: u64,
     /// Flow rows produced so far.
@@ -472,6 +477,8 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
     }
     let mut stats = collect_readers(config, &reader_info, started, false);
     stats.segments_analysed = Some(report.workers.engine.segments);
+    stats.flows_evicted = Some(report.workers.engine.flows_evicted);
+    stats.segments_behind_packet_time = Some(report.workers.engine.time_went_backwards);
     stats.events = report.workers.events;
     stats.flows = report.workers.flows;
     stats.active_flows = 0;
@@ -566,6 +573,7 @@ fn run_reader(
     if let Some(core) = cpu {
         core_affinity::set_for_current(core);
     }
+    let tick_margin = (block_timeout * 4 + Duration::from_millis(50)).as_nanos() as u64;
     let mut drain_timer = None;
     if !start_delay.is_zero() {
         thread::sleep(start_delay);
@@ -639,7 +647,10 @@ fn run_reader(
             if !socket.has_ready_block() {
                 // Caught up: hand over partial batches now (latency); under load, batches fill
                 // up across blocks instead (fewer, fuller queue messages).
-                dispatcher.flush();
+                dispatcher.flush_batches();
+                // Workers also take packets from other readers, which may be up to a block
+                // behind this one: tick a little behind, so their packets are not late.
+                dispatcher.tick(Timestamp(dispatcher.last_ts().as_nanos().saturating_sub(tick_margin)));
             }
             shared.publish(&dispatcher.counters, wire_bytes, discarded, dispatcher.last_ts());
             if !delay.is_zero() {

@@ -198,6 +198,7 @@ impl Capture {
         assert!(status.success(), "capture failed: {log}");
         let stats: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(self.out.join("stats.json")).expect("stats.json")).expect("stats json");
+        eprintln!("--- stats.json ---\n{stats}");
         assert_eq!(stats["running"], false, "the final stats.json says the capture ended");
         (self.out, stats)
     }
