@@ -1,7 +1,7 @@
 //! Readers → workers: decodes each frame once, hashes its flow symmetrically, and fills one batch
 //! per worker; full batches go to bounded per-worker queues.
 
-use crate::decode::{decode, Segment, Skip};
+use crate::decode::{decode_frame, Segment, Skip};
 use crate::flow::{worker_for, FlowKey};
 use crate::source::Frame;
 use crate::stats::ReadCounters;
@@ -50,7 +50,7 @@ impl Dispatcher {
         if frame.ts > self.last_ts {
             self.last_ts = frame.ts;
         }
-        match decode(frame.link, frame.data, frame.ts, frame.packet_number, source_index) {
+        match decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, source_index) {
             Ok(seg) => self.push_segment(seg),
             Err(Skip::NotTcp) => self.counters.not_tcp += 1,
             Err(Skip::Fragment) => self.counters.fragments += 1,

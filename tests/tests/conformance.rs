@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use tcpscope::decode::decode;
+use tcpscope::decode::decode_frame;
 use tcpscope::source::pcap::CaptureFile;
 use tcpscope::tcp::{CloseReason, Engine, EngineConfig, Event, EventKind};
 
@@ -132,7 +132,7 @@ fn run_engine(path: &Path, config: EngineConfig) -> (Vec<Event>, HashMap<u64, u3
     let Ok(file) = CaptureFile::open(path) else { return (Vec::new(), bytes_in_flight) };
     let _ = file.read(
         |frame| {
-            if let Ok(seg) = decode(frame.link, frame.data, frame.ts, frame.packet_number, 0) {
+            if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
                 let verdict = engine.handle_segment_verdict(&seg);
                 if let Some(b) = verdict.analysis.bytes_in_flight {
                     bytes_in_flight.insert(seg.packet_number, b);
@@ -219,7 +219,7 @@ fn dump_if_asked(pcap: &Path, stem: &str) {
     let mut engine = Engine::new(wireshark_conversations());
     let file = CaptureFile::open(pcap).expect("open");
     let _ = file.read(
-        |frame| match decode(frame.link, frame.data, frame.ts, frame.packet_number, 0) {
+        |frame| match decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
             Ok(seg) => {
                 let before = engine.output.events.len();
                 engine.handle_segment(&seg);

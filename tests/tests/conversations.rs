@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use tcpscope::decode::decode;
+use tcpscope::decode::decode_frame;
 use tcpscope::source::pcap::CaptureFile;
 use tcpscope::tcp::{CloseReason, Engine, EngineConfig, FlowRecord};
 
@@ -25,7 +25,7 @@ fn flows_of(path: &Path) -> Vec<FlowRecord> {
     let Ok(file) = CaptureFile::open(path) else { return Vec::new() };
     let _ = file.read(
         |frame| {
-            if let Ok(seg) = decode(frame.link, frame.data, frame.ts, frame.packet_number, 0) {
+            if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
                 engine.handle_segment(&seg);
             }
         },

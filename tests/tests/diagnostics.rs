@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tcpscope::decode::decode;
+use tcpscope::decode::decode_frame;
 use tcpscope::source::pcap::CaptureFile;
 use tcpscope::tcp::{CloseReason, Engine, EngineConfig, Event, EventKind};
 
@@ -26,7 +26,7 @@ fn run(path: &Path, config: EngineConfig) -> Vec<Event> {
     // A damaged file delivers the packets before the fault; that is all there is to analyse.
     let _ = file.read(
         |frame| {
-            if let Ok(seg) = decode(frame.link, frame.data, frame.ts, frame.packet_number, 0) {
+            if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
                 engine.handle_segment(&seg);
             }
         },

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tcpscope::decode::{decode, LinkType, Segment, TcpFlags, TcpOptions};
+use tcpscope::decode::{decode, decode_frame, LinkType, Segment, TcpFlags, TcpOptions};
 use tcpscope::source::pcap::read_capture;
 use tcpscope::tcp::{CloseReason, Engine, EngineConfig};
 use tcpscope::testing::{scenarios, write_ethernet_pcap, PacketBuilder, PcapNgWriter, PcapWriter};
@@ -33,7 +33,7 @@ fn full_path(bytes: &[u8]) -> u64 {
         bytes,
         &mut |frame| {
             packets += 1;
-            if let Ok(seg) = decode(frame.link, frame.data, frame.ts, frame.packet_number, 0) {
+            if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
                 engine.handle_segment(&seg);
             }
         },

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use tcpscope::decode::decode;
+use tcpscope::decode::decode_frame;
 use tcpscope::source::pcap::CaptureFile;
 use tcpscope::tcp::{CloseReason, Engine, EngineConfig, FlowRecord};
 
@@ -22,6 +22,14 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
         "bad_checksum_syn",
         "Zeek ran without -C and dropped the SYN for its bad checksum (history C, 0 packets); the decoder does \
          not verify checksums (like zeek -C and tshark's default), so we see an S0 attempt",
+    ),
+    (
+        "pppoe_qinq_retrans",
+        "six ACKs carry 6 bytes of Ethernet padding that their IPv4 total length (46) claims but the PPPoE \
+         session length (40) excludes; Zeek counts the padding as retransmitted payload, so its last `t` comes \
+         from a padded ACK before `Ff`, while tcpscope bounds the TCP payload by every enclosing layer as \
+         tshark's tcp.len does (0 bytes, which the Wireshark conformance needs) and its `t` comes after `Ff`: \
+         the same letters in another order; every other column of the flow matches",
     ),
 ];
 
@@ -37,7 +45,7 @@ fn flows_of(path: &Path) -> Vec<FlowRecord> {
     let file = CaptureFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let _ = file.read(
         |frame| {
-            if let Ok(seg) = decode(frame.link, frame.data, frame.ts, frame.packet_number, 0) {
+            if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
                 engine.handle_segment(&seg);
             }
         },

@@ -215,7 +215,8 @@ pub enum Skip {
     Undecodable,
 }
 
-/// Decodes one frame. `caplen` is `data.len()`; `packet_number` and `ts` are copied into the record.
+/// Decodes one frame whose length on the wire is unknown (or equal to the captured bytes).
+/// `packet_number` and `ts` are copied into the record.
 pub fn decode(
     link: LinkType,
     data: &[u8],
@@ -223,13 +224,32 @@ pub fn decode(
     packet_number: u64,
     source_index: u32,
 ) -> Result<Segment, Skip> {
+    decode_frame(link, data, 0, ts, packet_number, source_index)
+}
+
+/// Decodes one frame of `wire_len` bytes on the wire (0: unknown). The TCP payload length is the
+/// IP length bounded by every enclosing layer, as tshark's `tcp.len`: the PPPoE length, and the
+/// wire length when a capture says the frame was shorter than its IP header claims.
+pub fn decode_frame(
+    link: LinkType,
+    data: &[u8],
+    wire_len: u32,
+    ts: Timestamp,
+    packet_number: u64,
+    source_index: u32,
+) -> Result<Segment, Skip> {
+    let mut bound = Bound { frame_start: data.as_ptr() as usize, wire_len, ip_len_limit: u32::MAX };
+    if (wire_len as usize) < data.len() {
+        bound.wire_len = 0; // a record claiming fewer bytes on the wire than it holds: ignore the claim
+    }
     let sliced = match link {
         LinkType::Ethernet => {
             let sliced = LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Undecodable)?;
             if sliced.net.is_none() {
-                if let Some((ether_type, inner, vlan)) = ip_behind_pppoe_or_mpls(data) {
+                if let Some((ether_type, inner, vlan, limit)) = ip_behind_pppoe_or_mpls(data) {
+                    bound.ip_len_limit = limit;
                     let inner = LaxSlicedPacket::from_ether_type(ether_type, inner);
-                    let mut seg = segment_from_sliced(&inner, ts, packet_number, source_index)?;
+                    let mut seg = segment_from_sliced(&inner, bound, ts, packet_number, source_index)?;
                     seg.vlan = seg.vlan.or(vlan);
                     return Ok(seg);
                 }
@@ -283,13 +303,36 @@ pub fn decode(
             }
         }
     };
-    segment_from_sliced(&sliced, ts, packet_number, source_index)
+    segment_from_sliced(&sliced, bound, ts, packet_number, source_index)
+}
+
+/// What limits the IP packet's length besides its own header.
+#[derive(Clone, Copy)]
+struct Bound {
+    /// Address of the frame's first byte, to find where the IP header starts.
+    frame_start: usize,
+    /// Bytes on the wire (0: unknown).
+    wire_len: u32,
+    /// Length allowed by an enclosing layer (PPPoE), `u32::MAX` when none.
+    ip_len_limit: u32,
+}
+
+impl Bound {
+    /// The largest IP packet length allowed for an IP header starting at `ip_start`.
+    fn limit(&self, ip_start: usize) -> u32 {
+        let mut limit = self.ip_len_limit;
+        if self.wire_len != 0 {
+            let offset = ip_start.saturating_sub(self.frame_start) as u32;
+            limit = limit.min(self.wire_len.saturating_sub(offset));
+        }
+        limit
+    }
 }
 
 /// The IP packet inside a PPPoE session frame (ethertype 0x8864, PPP protocol 0x0021/0x0057) or
 /// behind an MPLS label stack (0x8847/0x8848, IP told by its version nibble), after any 802.1Q /
 /// 802.1ad tags, which the Ethernet slicer does not enter; with the outer VLAN id.
-fn ip_behind_pppoe_or_mpls(data: &[u8]) -> Option<(EtherType, &[u8], Option<u16>)> {
+fn ip_behind_pppoe_or_mpls(data: &[u8]) -> Option<(EtherType, &[u8], Option<u16>, u32)> {
     let mut at = 12;
     let mut vlan = None;
     loop {
@@ -304,10 +347,12 @@ fn ip_behind_pppoe_or_mpls(data: &[u8]) -> Option<(EtherType, &[u8], Option<u16>
                 // Version/type, code, session id, length, then the 2-byte PPP protocol.
                 let body = data.get(at + 2..)?;
                 let protocol = u16::from_be_bytes([*body.get(6)?, *body.get(7)?]);
+                // The PPPoE length counts the PPP protocol field and what follows it.
+                let limit = (u16::from_be_bytes([*body.get(4)?, *body.get(5)?]) as u32).saturating_sub(2);
                 let inner = body.get(8..)?;
                 return match protocol {
-                    0x0021 => Some((EtherType::IPV4, inner, vlan)),
-                    0x0057 => Some((EtherType::IPV6, inner, vlan)),
+                    0x0021 => Some((EtherType::IPV4, inner, vlan, limit)),
+                    0x0057 => Some((EtherType::IPV6, inner, vlan, limit)),
                     _ => None,
                 };
             }
@@ -322,8 +367,8 @@ fn ip_behind_pppoe_or_mpls(data: &[u8]) -> Option<(EtherType, &[u8], Option<u16>
                 }
                 let inner = data.get(label..)?;
                 return match inner.first()? >> 4 {
-                    4 => Some((EtherType::IPV4, inner, vlan)),
-                    6 => Some((EtherType::IPV6, inner, vlan)),
+                    4 => Some((EtherType::IPV4, inner, vlan, u32::MAX)),
+                    6 => Some((EtherType::IPV6, inner, vlan, u32::MAX)),
                     _ => None,
                 };
             }
@@ -354,6 +399,7 @@ fn nflog_payload(data: &[u8]) -> Option<(u8, &[u8])> {
 
 fn segment_from_sliced(
     sliced: &LaxSlicedPacket<'_>,
+    bound: Bound,
     ts: Timestamp,
     packet_number: u64,
     source_index: u32,
@@ -374,12 +420,13 @@ fn segment_from_sliced(
             }
             let header_len = header.slice().len() as u32;
             let total_len = header.total_len() as u32;
+            let effective_len = total_len.min(bound.limit(header.slice().as_ptr() as usize));
             let declared = if total_len == 0 || total_len < header_len {
                 // TSO / BIG TCP captures carry total length 0: trust the captured bytes.
                 payload.payload.len() as u32
             } else {
                 let auth_len = v4.extensions().auth.map(|a| a.slice().len() as u32).unwrap_or(0);
-                total_len.saturating_sub(header_len + auth_len)
+                effective_len.saturating_sub(header_len + auth_len)
             };
             let ip_len = if total_len == 0 {
                 header_len + payload.payload.len() as u32
@@ -406,12 +453,13 @@ fn segment_from_sliced(
                 return Err(Skip::Fragment);
             }
             let payload_length = header.payload_length() as u32;
+            let bounded_length = payload_length.min(bound.limit(header.slice().as_ptr() as usize).saturating_sub(40));
             let ext_len = v6.extensions().slice().len() as u32;
             let declared = if payload_length == 0 {
                 // Jumbogram or offloaded capture: trust the captured bytes.
                 payload.payload.len() as u32
             } else {
-                payload_length.saturating_sub(ext_len)
+                bounded_length.saturating_sub(ext_len)
             };
             let ip_len = if payload_length == 0 {
                 40 + ext_len + payload.payload.len() as u32
@@ -497,6 +545,14 @@ mod tests {
         let mut lcp = f.clone();
         lcp[n - ip.len() - 2..n - ip.len()].copy_from_slice(&[0xc0, 0x21]);
         assert_eq!(decode(LinkType::Ethernet, &lcp, Timestamp::ZERO, 1, 0), Err(Skip::NotTcp));
+        // An IP header that claims 6 bytes more than the PPPoE session carries (the rest is
+        // Ethernet padding): the payload is what PPPoE says, as tshark's tcp.len.
+        let mut padded = f.clone();
+        let ip_start = n - ip.len();
+        let total = u16::from_be_bytes([padded[ip_start + 2], padded[ip_start + 3]]) + 6;
+        padded[ip_start + 2..ip_start + 4].copy_from_slice(&total.to_be_bytes());
+        padded.extend_from_slice(&[0; 6]);
+        assert_eq!(decode(LinkType::Ethernet, &padded, Timestamp::ZERO, 1, 0).unwrap().payload_len, 0);
     }
 
     #[test]
@@ -548,6 +604,24 @@ mod tests {
         assert_eq!(seg.payload_len, 1000);
         assert_eq!(seg.captured_payload_len, 10);
         assert_eq!(seg.ip_len, 1040);
+    }
+
+    #[test]
+    fn payload_length_is_bounded_by_the_wire_length() {
+        let frame = PacketBuilder::v4("198.18.0.1:40000", "198.18.0.2:80")
+            .flags(TcpFlags::ACK)
+            .payload(&[7u8; 100])
+            .ethernet();
+        let full = decode_frame(LinkType::Ethernet, &frame, frame.len() as u32, Timestamp(0), 1, 0).unwrap();
+        assert_eq!(full.payload_len, 100);
+        // The capture says the frame was 8 bytes shorter on the wire than its IP header claims.
+        let short = decode_frame(LinkType::Ethernet, &frame, frame.len() as u32 - 8, Timestamp(0), 1, 0);
+        assert!(short.is_err() || short.unwrap().payload_len == 100, "a wire length below caplen is ignored");
+        let cut = &frame[..frame.len() - 20];
+        let seg = decode_frame(LinkType::Ethernet, cut, frame.len() as u32 - 8, Timestamp(0), 1, 0).unwrap();
+        assert_eq!(seg.payload_len, 92);
+        // Unknown wire length: the IP length rules.
+        assert_eq!(decode(LinkType::Ethernet, cut, Timestamp(0), 1, 0).unwrap().payload_len, 100);
     }
 
     #[test]
