@@ -9,6 +9,7 @@ use std::hint::black_box;
 use tcpscope::decode::{decode, LinkType, Segment, TcpFlags};
 use tcpscope::flow::{Direction, FlowKey};
 use tcpscope::tcp::analysis::{AnalysisLimits, SequenceAnalysis};
+use tcpscope::tcp::diagnostics::{Diagnostics, DiagnosticsConfig};
 use tcpscope::tcp::{CloseReason, Engine, EngineConfig};
 use tcpscope::testing::Conversation;
 use tcpscope::time::Timestamp;
@@ -157,6 +158,28 @@ fn bench_engine(c: &mut Criterion) {
                 let started = std::time::Instant::now();
                 for (s, &(i, dir)) in segments.iter().zip(&routed) {
                     black_box(analyses[i].on_segment(black_box(s), dir, 1, &limits, &mut events));
+                }
+                total += started.elapsed();
+                black_box(events.len());
+            }
+            total / segments.len() as u32
+        })
+    });
+    // The analysis and the connection diagnostics together (what `tcp::analysis` and
+    // `tcp::diagnostics` cost inside the engine), flow lookup done beforehand.
+    group.bench_function("analysis_and_diagnostics_per_segment", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = std::time::Duration::ZERO;
+            let limits = AnalysisLimits::default();
+            let diag_config = DiagnosticsConfig::default();
+            for _ in 0..iterations {
+                let mut analyses = vec![SequenceAnalysis::new(); flows];
+                let mut diagnostics = vec![Diagnostics::new(); flows];
+                let mut events = Vec::new();
+                let started = std::time::Instant::now();
+                for (s, &(i, dir)) in segments.iter().zip(&routed) {
+                    let a = analyses[i].on_segment(black_box(s), dir, 1, &limits, &mut events);
+                    diagnostics[i].on_segment(s, dir, 1, &a, &diag_config, &mut events);
                 }
                 total += started.elapsed();
                 black_box(events.len());

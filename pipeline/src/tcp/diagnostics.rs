@@ -179,7 +179,8 @@ impl Diagnostics {
             }
         }
         self.packets_seen += 1;
-        if let Some(combination) = invalid_combination(flags) {
+        let invalid = invalid_combination(flags);
+        if let Some(combination) = invalid {
             out.push(
                 Event::tcp_packet(EventKind::InvalidFlags, seg, flow_id, dir)
                     .with_detail("combination", combination)
@@ -211,7 +212,7 @@ impl Diagnostics {
             }
             self.handshake_decided = true;
         }
-        let valid = invalid_combination(flags).is_none();
+        let valid = invalid.is_none();
         if valid && (flags.syn_ack() || (!flags.syn() && !flags.rst() && self.packets_seen > 1 && self.syns_sent == 0)) {
             self.established = true;
         }
@@ -242,7 +243,9 @@ impl Diagnostics {
         // the other is silent.
         let f = analysis.flags;
         let demands_answer = seg.payload_len > 0 || f.has(EventKind::KeepAlive) || f.any_retransmission();
-        self.silence[peer] = Silence::default();
+        if self.silence[peer].count != 0 {
+            self.silence[peer] = Silence::default();
+        }
         if demands_answer {
             let s = &mut self.silence[d];
             if s.count == 0 {
@@ -251,7 +254,7 @@ impl Diagnostics {
             }
             s.count = s.count.saturating_add(1);
         }
-        let s = self.silence[d];
+        let s = &self.silence[d];
         if demands_answer
             && self.established
             && !self.half_open_reported
@@ -261,6 +264,7 @@ impl Diagnostics {
             && s.count >= 2
             && now.saturating_sub(s.first_ts) >= config.half_open_ns
         {
+            let s = *s;
             self.half_open_reported = true;
             out.push(
                 Event::tcp_packet(EventKind::HalfOpen, seg, flow_id, dir)
@@ -297,7 +301,7 @@ impl Diagnostics {
                 };
             }
         }
-        let pb = self.backoff[peer];
+        let pb = &self.backoff[peer];
         if pb.active && flags.ack() && seq_gt(seg.ack, pb.seq) {
             self.flush_backoff(dir.reverse(), flow_id, config, out);
         }
@@ -321,7 +325,9 @@ impl Diagnostics {
         }
 
         // Keep-alives in a row left unanswered, then a close by the prober.
-        self.keep_alive[peer] = KeepAliveRun::default();
+        if self.keep_alive[peer].count != 0 {
+            self.keep_alive[peer] = KeepAliveRun::default();
+        }
         let run = self.keep_alive[d];
         if (flags.rst() || flags.fin()) && run.count >= config.keep_alive_unanswered.max(1) {
             out.push(
@@ -339,7 +345,7 @@ impl Diagnostics {
                 k.first_ts = now;
             }
             k.count = k.count.saturating_add(1);
-        } else {
+        } else if run.count != 0 {
             self.keep_alive[d] = KeepAliveRun::default();
         }
 
