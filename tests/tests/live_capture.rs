@@ -663,7 +663,8 @@ fn plugins_run_on_live_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let mut lab = Lab::new("plugin", 8, true);
     let library_arg = library.display().to_string();
-    let capture = Capture::start(&mut lab, dir.path(), &["--plugin", &library_arg, "--workers", "2"]);
+    // Two interfaces: the veth and the server namespace's loopback.
+    let capture = Capture::start(&mut lab, dir.path(), &["--plugin", &library_arg, "--workers", "2", "-i", "lo"]);
     // 20 closed ports of the server: each SYN is answered by RST.
     let scan = format!(
         "import socket\nfor port in range(9000, 9020):\n    try:\n        socket.create_connection(('{}', port), 1).close()\n    except OSError:\n        pass\n",
@@ -671,10 +672,20 @@ fn plugins_run_on_live_traffic() {
     );
     let client = lab.client.clone();
     lab.exec(&client, &["python3", "-c", &scan]);
+    // One refused connection inside the server namespace, over its loopback.
+    let local = "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9100), 1)\nexcept OSError:\n    pass\n";
+    let server = lab.server.clone();
+    lab.exec(&server, &["python3", "-c", local]);
     std::thread::sleep(Duration::from_millis(300));
-    let (out, _stats) = capture.stop(&mut lab);
+    let (out, stats) = capture.stop(&mut lab);
+    assert_eq!(stats["interfaces"], serde_json::json!(["vs", "lo"]));
     let events = duckdb_dataset(&out, "events");
-    assert_eq!(count(&format!("SELECT count(*) FROM {events} WHERE kind = 'connection_refused'")), 20);
+    assert_eq!(count(&format!("SELECT count(*) FROM {events} WHERE kind = 'connection_refused' AND source = 'vs'")), 20);
+    assert_eq!(
+        count(&format!("SELECT count(*) FROM {} WHERE source = 'lo' AND resp_p = 9100", duckdb_dataset(&out, "flows"))),
+        1,
+        "the loopback's connection, seen once (outgoing copies ignored)"
+    );
     assert!(
         count(&format!("SELECT count(*) FROM {events} WHERE detector = 'port-scan'")) >= 1,
         "the plugin saw the scan: {:?}",
