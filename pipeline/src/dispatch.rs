@@ -71,12 +71,7 @@ impl Dispatcher {
     }
 
     fn send_batch(&mut self, w: usize) {
-        let fresh = self
-            .recycled
-            .as_ref()
-            .and_then(|r| r.try_recv().ok())
-            .unwrap_or_else(|| Vec::with_capacity(BATCH_SEGMENTS));
-        let batch = std::mem::replace(&mut self.batches[w], fresh);
+        let batch = std::mem::take(&mut self.batches[w]);
         let n = batch.len() as u64;
         match self.backpressure {
             Backpressure::Block => {
@@ -84,9 +79,22 @@ impl Dispatcher {
             }
             Backpressure::Drop => match self.queues[w].try_send(WorkerMessage::Segments(batch)) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => self.counters.queue_drops += n,
+                Err(TrySendError::Full(message)) | Err(TrySendError::Disconnected(message)) => {
+                    self.counters.queue_drops += n;
+                    // Keep the refused batch's allocation: an overloaded reader allocates nothing.
+                    if let WorkerMessage::Segments(mut refused) = message {
+                        refused.clear();
+                        self.batches[w] = refused;
+                        return;
+                    }
+                }
             },
         }
+        self.batches[w] = self
+            .recycled
+            .as_ref()
+            .and_then(|r| r.try_recv().ok())
+            .unwrap_or_else(|| Vec::with_capacity(BATCH_SEGMENTS));
     }
 
     /// Sends every partial batch, then tells every worker how far packet time has come.
