@@ -103,8 +103,56 @@ fn realistic_mix() -> Vec<Segment> {
         .collect()
 }
 
+/// `ENGINE_PASSES=N ENGINE_PART=engine|analysis|diagnostics` runs N plain passes and exits, for
+/// `perf stat -e instructions` (instruction counts do not suffer from a loaded machine the way
+/// times do): instructions per segment = (count(N) − count(0)) / (N × segments).
+fn plain_passes(segments: &[Segment]) {
+    let Some(passes) = std::env::var("ENGINE_PASSES").ok().and_then(|v| v.parse::<u32>().ok()) else { return };
+    let part = std::env::var("ENGINE_PART").unwrap_or_else(|_| "engine".into());
+    let mut index = std::collections::HashMap::new();
+    let routed: Vec<(usize, Direction)> = segments
+        .iter()
+        .map(|s| {
+            let (key, side) = FlowKey::of(s);
+            let next = index.len();
+            let (i, orig_side) = *index.entry(key).or_insert((next, side));
+            (i, if side == orig_side { Direction::Orig } else { Direction::Resp })
+        })
+        .collect();
+    let mut events = 0usize;
+    for _ in 0..passes {
+        match part.as_str() {
+            "engine" => {
+                let mut engine = Engine::new(EngineConfig::default());
+                for s in segments {
+                    engine.handle_segment(s);
+                }
+                engine.finish(CloseReason::EndOfInput);
+                events += engine.output.events.len();
+            }
+            _ => {
+                let limits = AnalysisLimits::default();
+                let diag_config = DiagnosticsConfig::default();
+                let mut analyses = vec![SequenceAnalysis::new(); index.len()];
+                let mut diagnostics = vec![Diagnostics::new(); index.len()];
+                let mut out = Vec::new();
+                for (s, &(i, dir)) in segments.iter().zip(&routed) {
+                    let a = analyses[i].on_segment(s, dir, 1, &limits, &mut out);
+                    if part == "diagnostics" {
+                        diagnostics[i].on_segment(s, dir, 1, &a, &diag_config, &mut out);
+                    }
+                }
+                events += out.len();
+            }
+        }
+    }
+    eprintln!("{passes} passes of {part} over {} segments: {events} events", segments.len());
+    std::process::exit(0);
+}
+
 fn bench_engine(c: &mut Criterion) {
     let segments = realistic_mix();
+    plain_passes(&segments);
     let mut probe = Engine::new(EngineConfig::default());
     for s in &segments {
         probe.handle_segment(s);
