@@ -253,6 +253,7 @@ fn wireshark_conformance() {
     let expected_dir = corpus.join("expected");
     let mut results = Vec::new();
     let mut default_config_disagreements = 0u64;
+    let mut default_config_files = Vec::new();
     let (mut bif_agree, mut bif_differ, mut bif_examples) = (0u64, 0u64, Vec::new());
     for pcap in tcpscope_tests::corpus_pcaps(&corpus) {
         let stem = pcap.file_stem().and_then(|s| s.to_str()).expect("utf-8 file name").to_owned();
@@ -277,7 +278,11 @@ fn wireshark_conformance() {
         }
         results.push(compare(&stem, &expected, &nested, &events));
         let (with_defaults, _) = run_engine(&pcap, EngineConfig::default());
-        default_config_disagreements += compare(&stem, &expected, &nested, &with_defaults).disagreements.len() as u64;
+        let n = compare(&stem, &expected, &nested, &with_defaults).disagreements.len() as u64;
+        default_config_disagreements += n;
+        if n > 0 {
+            default_config_files.push(format!("{stem} {n}"));
+        }
     }
 
     // Per file: only the files where tshark or we flagged something.
@@ -350,7 +355,8 @@ fn wireshark_conformance() {
     let here: u64 = results.iter().map(|r| r.disagreements.len() as u64).sum();
     println!(
         "  (for information: with EngineConfig::default(), whose idle and attempt timeouts split some \
-         Wireshark conversations, {default_config_disagreements} flag disagreements instead of {here})"
+         Wireshark conversations, {default_config_disagreements} flag disagreements instead of {here}: {})",
+        default_config_files.join(", ")
     );
 
     let disagreements: Vec<&String> = results.iter().flat_map(|r| r.disagreements.iter()).collect();
