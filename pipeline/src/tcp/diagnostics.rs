@@ -126,6 +126,8 @@ pub struct Diagnostics {
     /// The responder has sent something.
     answered: bool,
     handshake_decided: bool,
+    /// The handshake timer ran with nothing to decide yet (one SYN): no more timer for it.
+    handshake_timer_spent: bool,
     established: bool,
     last_packet: u64,
     last_ts: u64,
@@ -360,8 +362,12 @@ impl Diagnostics {
         self.last_ts_dir[d] = Some(now);
     }
 
-    /// The earliest packet time at which a deferred diagnostic could be decided, if any.
+    /// The earliest packet time at which a deferred diagnostic could be decided, if any. Once
+    /// its timer has run, a deadline is not offered again (the engine must not spin on it).
     pub fn deadline(&self, config: &DiagnosticsConfig) -> Option<Timestamp> {
+        if self.handshake_timer_spent {
+            return None;
+        }
         self.handshake_deadline(config)
     }
 
@@ -380,8 +386,13 @@ impl Diagnostics {
     /// `now`: the same packets give the same events whatever the worker count.
     pub fn on_timeout(&mut self, now: Timestamp, flow_id: u64, config: &DiagnosticsConfig, out: &mut Vec<Event>) {
         if let Some(deadline) = self.handshake_deadline(config) {
-            if now >= deadline && self.syns_sent >= 2 {
-                self.handshake_timeout(flow_id, out);
+            if now >= deadline {
+                if self.syns_sent >= 2 {
+                    self.handshake_timeout(flow_id, out);
+                } else {
+                    // A lone SYN is decided by a later packet of its own, or never.
+                    self.handshake_timer_spent = true;
+                }
             }
         }
     }
@@ -790,5 +801,29 @@ mod tests {
         let mut h = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
         h.handshake(0, MS);
         assert!(of(&run(&h.frames, EngineConfig::default()), EventKind::MidstreamStart).is_empty());
+    }
+
+    /// A lone SYN's handshake timer runs once and is not offered again (an engine rescheduling
+    /// on a past deadline would spin); a later packet of the flow past the deadline decides.
+    #[test]
+    fn lone_syn_timer_runs_once() {
+        use super::{Diagnostics, DiagnosticsConfig};
+        let c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 0);
+        let config = EngineConfig { attempt_timeout_ns: 0, ..EngineConfig::default() };
+        let mut engine = Engine::new(config);
+        feed(&mut engine, &[(0, syn(&c).ethernet())]);
+        // Other flows move packet time far past the deadline: the engine must come back.
+        engine.advance_time(Timestamp(T0 + 100 * S));
+        engine.advance_time(Timestamp(T0 + 200 * S));
+        assert!(of(&engine.output.events, EventKind::HandshakeTimeout).is_empty());
+        let mut d = Diagnostics::new();
+        let dc = DiagnosticsConfig::default();
+        let seg = decode(LinkType::Ethernet, &syn(&c).ethernet(), Timestamp(T0), 1, 0).unwrap();
+        let mut out = Vec::new();
+        d.on_segment(&seg, crate::flow::Direction::Orig, 1, &Default::default(), &dc, &mut out);
+        assert!(d.deadline(&dc).is_some());
+        d.on_timeout(Timestamp(T0 + 31 * S), 1, &dc, &mut out);
+        assert_eq!(d.deadline(&dc), None, "spent");
+        assert!(out.is_empty());
     }
 }
