@@ -692,3 +692,36 @@ fn plugins_run_on_live_traffic() {
         duckdb_query(&format!("SELECT detector, kind, count(*) FROM {events} GROUP BY ALL"))
     );
 }
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn interface_down_and_up_neither_spins_nor_stops_the_capture() {
+    if !available("interface_down_and_up_neither_spins_nor_stops_the_capture", &["tcpreplay"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("flood.pcap");
+    let sent = write_flood(&pcap, 9);
+    let mut lab = Lab::new("updown", 9, false);
+    let capture = Capture::start(&mut lab, dir.path(), &[]);
+    let server = lab.server.clone();
+    lab.exec(&server, &["ip", "link", "set", "vs", "down"]);
+    let before = cpu_seconds(capture.pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_seconds(capture.pid) - before;
+    assert!(spent < 0.5, "the capture spun while its interface was down ({spent} CPU s in 2 s)");
+    lab.exec(&server, &["ip", "link", "set", "vs", "up"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let client = lab.client.clone();
+    lab.exec(&client, &["tcpreplay", "-K", "--topspeed", "-i", "vc", &pcap.display().to_string()]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_out, stats) = capture.stop(&mut lab);
+    assert_eq!(n(&stats, "packets_received"), sent, "the capture resumed when the interface came back: {stats}");
+}

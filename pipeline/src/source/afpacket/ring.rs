@@ -279,6 +279,17 @@ impl PacketSocket {
         self.block_status(self.next_block).load(Ordering::Acquire) & TP_STATUS_USER != 0
     }
 
+    /// Reads and clears the socket's pending error (`SO_ERROR`), if any.
+    pub fn take_error(&self) -> Option<io::Error> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` and `len` are valid out-parameters of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, &mut value as *mut libc::c_int as *mut libc::c_void, &mut len)
+        };
+        (rc == 0 && value != 0).then(|| io::Error::from_raw_os_error(value))
+    }
+
     /// Whether the next block is already filled (no need to wait for it).
     pub fn has_ready_block(&self) -> bool {
         self.current_ready()
@@ -296,6 +307,12 @@ impl PacketSocket {
                     return Ok(None);
                 }
                 return Err(CaptureError::Io { interface: self.interface.clone(), what: "polling the ring", source: e });
+            }
+            if pfd.revents & libc::POLLERR != 0 {
+                // A pending socket error (ENETDOWN when the interface goes down; the kernel
+                // re-attaches the socket when it comes back up): read it to clear it, or every
+                // later poll would return at once.
+                self.take_error();
             }
             if !self.current_ready() {
                 return Ok(None);
