@@ -94,6 +94,10 @@ impl Connection {
     pub fn first_packet(&self) -> u64 {
         self.first_packet
     }
+    /// Time of the latest packet.
+    pub fn last_ts(&self) -> Timestamp {
+        self.last_ts
+    }
 
     /// Direction of a packet sent by `side`.
     #[inline]

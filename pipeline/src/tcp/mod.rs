@@ -108,6 +108,10 @@ pub struct Engine {
     /// One entry per live connection: (deadline, slot, generation). Entries may be stale (a
     /// later packet moved the deadline); they are re-checked when popped.
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// Flows by last packet time, for eviction: (last packet ns, slot, generation). Built when
+    /// the table first fills, then one entry per inserted flow; entries may be early (the flow
+    /// was active since) or dead, and are checked when popped.
+    idle_order: Option<BinaryHeap<Reverse<(u64, u32, u32)>>>,
     generation: u32,
     counters: EngineCounters,
     /// Output not yet drained.
@@ -124,6 +128,7 @@ impl Engine {
             free_slots: Vec::new(),
             index: HashMap::new(),
             timers: BinaryHeap::new(),
+            idle_order: None,
             generation: 0,
             counters: EngineCounters::default(),
             output: EngineOutput::default(),
@@ -258,6 +263,7 @@ impl Engine {
             }
         }
         self.timers.clear();
+        self.idle_order = None;
         drain(&mut self.output);
     }
 
@@ -277,6 +283,9 @@ impl Engine {
         };
         self.index.insert(key, slot);
         self.timers.push(Reverse((deadline.as_nanos(), slot, self.generation)));
+        if let Some(idle) = self.idle_order.as_mut() {
+            idle.push(Reverse((seg.ts.as_nanos(), slot, self.generation)));
+        }
         self.counters.flows_created += 1;
         slot
     }
@@ -288,14 +297,28 @@ impl Engine {
         conn
     }
 
+    /// Ends the flow whose last packet is the oldest (`close_reason = evicted`).
     fn evict_one(&mut self) {
-        while let Some(Reverse((deadline, slot, generation))) = self.timers.pop() {
+        let live = self.index.len();
+        let rebuild = self.idle_order.as_ref().is_none_or(|h| h.len() > 2 * live + 64);
+        if rebuild {
+            // First eviction, or too many dead entries: one entry per live flow.
+            let heap = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, c)| c.as_ref().map(|c| Reverse((c.last_ts().as_nanos(), slot as u32, c.generation()))))
+                .collect();
+            self.idle_order = Some(heap);
+        }
+        let idle = self.idle_order.as_mut().expect("built above");
+        while let Some(Reverse((last, slot, generation))) = idle.pop() {
             let Some(conn) = self.slots[slot as usize].as_ref().filter(|c| c.generation() == generation) else {
                 continue;
             };
-            let actual = conn.deadline(&self.config).as_nanos();
-            if actual > deadline {
-                self.timers.push(Reverse((actual, slot, generation)));
+            let actual = conn.last_ts().as_nanos();
+            if actual > last {
+                idle.push(Reverse((actual, slot, generation)));
                 continue;
             }
             let conn = self.remove(slot);

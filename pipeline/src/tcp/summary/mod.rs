@@ -628,6 +628,24 @@ mod tests {
     }
 
     #[test]
+    fn eviction_follows_idleness_not_the_next_timer() {
+        // Flow A is quiet since T0; flow B's SYN (T0 + 1.9 s) has a timer due soon (the attempt
+        // timeout). Flow C needs room: A, the longest idle, goes.
+        let config = EngineConfig { max_flows: 2, attempt_timeout_ns: 5 * S, ..EngineConfig::default() };
+        let mut a = Conversation::new("10.0.0.1:40001", "10.0.0.2:5001", 1_000, 9_000);
+        a.handshake(T0, 10 * MS);
+        let mut frames = a.frames;
+        let syn = PacketBuilder::v4("10.0.0.1:40002", "10.0.0.2:5001").seq(7).flags(TcpFlags::SYN);
+        frames.push(frame(T0 + 1_900 * MS, syn));
+        let syn = PacketBuilder::v4("10.0.0.1:40003", "10.0.0.2:5001").seq(7).flags(TcpFlags::SYN);
+        frames.push(frame(T0 + 2 * S, syn));
+        let (rows, counters) = flows(config, &frames);
+        assert_eq!(counters.flows_evicted, 1);
+        let evicted: Vec<u16> = rows.iter().filter(|r| r.close_reason == CloseReason::Evicted).map(|r| r.orig_p).collect();
+        assert_eq!(evicted, vec![40001]);
+    }
+
+    #[test]
     fn port_reuse_starts_a_new_row() {
         let mut frames = Vec::new();
         for g in 0..2u32 {
