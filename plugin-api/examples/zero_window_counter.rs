@@ -1,4 +1,4 @@
-//! The example plugin of docs/plugins.md: flows that advertise a zero window many times.
+//! The example plugin of the README's "Writing a plugin in Rust" section: flows that advertise a zero window many times.
 //! Build: `cargo build --example zero_window_counter -p tcpscope-plugin-api`.
 
 use std::sync::Arc;
