@@ -56,9 +56,11 @@ print(n)
 
 for f in perf.pcap conns.pcap perf10.pcap; do
   path="$data/$f"
+  cat "$path" > /dev/null   # every tool reads from a warm page cache, the first one too
   run tcpdump-floor "$f" tcpdump -r "$path" -w /dev/null
   run tcpscope-1w "$f" "$bin" analyze "$path" --out bench-data/out --workers 1 --quiet --no-pin
-  run "tcpscope-${default_workers}w" "$f" "$bin" analyze "$path" --out bench-data/out --quiet
+  run "tcpscope-default-${default_workers}w" "$f" "$bin" analyze "$path" --out bench-data/out --quiet
+  [ "$cores" -ge 2 ] && run "tcpscope-${cores}w" "$f" "$bin" analyze "$path" --out bench-data/out --workers "$cores" --quiet
   [ "$f" = perf10.pcap ] && continue
   run tcptrace "$f" tcptrace -l -r -n "$path"
   run nfstream "$f" .venv-bench/bin/python -c "$nfstream_py" "$path"
@@ -90,9 +92,9 @@ for f, name, secs, rss in rows:
     by_file.setdefault(f, []).append((name, float(secs), int(rss)))
 for f, runs in by_file.items():
     n = packets(f)
-    ref = dict((name, s) for name, s, _ in runs).get(f"tcpscope-{dw}w") or 1e-9
+    ref = dict((name, s) for name, s, _ in runs).get(f"tcpscope-default-{dw}w") or 1e-9
     print(f"\n{f}: {n:,} packets")
-    print(f"| tool | seconds | packets/s | peak RSS MiB | time ÷ tcpscope-{dw}w |")
+    print(f"| tool | seconds | packets/s | peak RSS MiB | time ÷ tcpscope-default-{dw}w |")
     print("|---|---:|---:|---:|---:|")
     for name, s, rss in runs:
         print(f"| {name} | {s:.2f} | {n / max(s, 1e-9):,.0f} | {rss / 1024:.1f} | {s / ref:.2f} |")

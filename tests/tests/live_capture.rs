@@ -723,5 +723,9 @@ fn interface_down_and_up_neither_spins_nor_stops_the_capture() {
     lab.exec(&client, &["tcpreplay", "-K", "--topspeed", "-i", "vc", &pcap.display().to_string()]);
     std::thread::sleep(Duration::from_millis(500));
     let (_out, stats) = capture.stop(&mut lab);
-    assert_eq!(n(&stats, "packets_received"), sent, "the capture resumed when the interface came back: {stats}");
+    // Resumed: every packet sent after the interface came back is accounted for, received or
+    // dropped by the kernel at a full ring (a loaded machine may drop some at top speed).
+    let received = n(&stats, "packets_received");
+    assert!(received > 0, "the capture resumed when the interface came back: {stats}");
+    assert_eq!(received + n(&stats, "kernel_drops"), sent, "every packet sent is received or counted as dropped: {stats}");
 }

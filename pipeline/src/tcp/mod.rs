@@ -104,7 +104,9 @@ pub struct Engine {
     /// Boxed so the slab stays small and growing it never copies connection state.
     slots: Vec<Option<Box<Connection>>>,
     free_slots: Vec<u32>,
-    index: HashMap<FlowKey, u32>,
+    /// Flow keys are chosen by whoever sends packets: foldhash with a per-table random seed is
+    /// fast and resists collision flooding (output order never depends on it).
+    index: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
     /// One entry per live connection: (deadline, slot, generation). Entries may be stale (a
     /// later packet moved the deadline); they are re-checked when popped.
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -126,7 +128,7 @@ impl Engine {
             now: Timestamp::ZERO,
             slots: Vec::new(),
             free_slots: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::with_hasher(foldhash::fast::RandomState::default()),
             timers: BinaryHeap::new(),
             idle_order: None,
             generation: 0,
@@ -225,7 +227,10 @@ impl Engine {
             };
             match conn.on_timer(self.now, &config, &mut self.output.events) {
                 connection::TimerOutcome::Reschedule(next) => {
-                    self.timers.push(Reverse((next.as_nanos(), slot, generation)));
+                    // Never again at or before now: a timer that asked for a past deadline would
+                    // otherwise spin here forever.
+                    let next = next.as_nanos().max(now + 1);
+                    self.timers.push(Reverse((next, slot, generation)));
                 }
                 connection::TimerOutcome::Close(reason) => {
                     if reason == CloseReason::IdleTimeout {
