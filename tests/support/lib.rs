@@ -141,3 +141,24 @@ print(json.dumps([[None if v is None else str(v) for v in r] for r in rows]))
 pub fn duckdb_dataset(out: &Path, dataset: &str) -> String {
     format!("read_parquet('{}/{}/**/*.parquet', hive_partitioning=true)", out.display(), dataset)
 }
+
+/// Runs the library's engine over a capture file (read, decode with the wire length, one engine,
+/// flush at the end) and returns everything it produced. A damaged file yields what came before
+/// the fault; a file that cannot be opened yields nothing.
+pub fn engine_over_capture(path: &Path, config: tcpscope::tcp::EngineConfig) -> tcpscope::tcp::EngineOutput {
+    use tcpscope::decode::decode_frame;
+    use tcpscope::tcp::{CloseReason, Engine};
+    let mut engine = Engine::new(config);
+    if let Ok(file) = tcpscope::source::pcap::CaptureFile::open(path) {
+        let _ = file.read(
+            |frame| {
+                if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
+                    engine.handle_segment(&seg);
+                }
+            },
+            |_| {},
+        );
+    }
+    engine.finish(CloseReason::EndOfInput);
+    std::mem::take(&mut engine.output)
+}

@@ -7,9 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use tcpscope::decode::decode_frame;
-use tcpscope::source::pcap::CaptureFile;
-use tcpscope::tcp::{CloseReason, Engine, EngineConfig, FlowRecord};
+use tcpscope::tcp::{EngineConfig, FlowRecord};
 
 /// Captures whose differences come from the decoder, not from the flow table, with the reason.
 /// The test fails if one of them starts to agree, so the list stays true.
@@ -21,18 +19,7 @@ const KNOWN_DECODER_GAPS: &[(&str, &str)] = &[
 type Counts = BTreeMap<(String, String), (u64, u64)>;
 
 fn flows_of(path: &Path) -> Vec<FlowRecord> {
-    let mut engine = Engine::new(EngineConfig::default());
-    let Ok(file) = CaptureFile::open(path) else { return Vec::new() };
-    let _ = file.read(
-        |frame| {
-            if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
-                engine.handle_segment(&seg);
-            }
-        },
-        |_| {},
-    );
-    engine.finish(CloseReason::EndOfInput);
-    std::mem::take(&mut engine.output.flows)
+    tcpscope_tests::engine_over_capture(path, EngineConfig::default()).flows
 }
 
 fn add(counts: &mut Counts, a: String, a_pkts: u64, b: String, b_pkts: u64) {

@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tcpscope::decode::decode_frame;
-use tcpscope::source::pcap::CaptureFile;
-use tcpscope::tcp::{CloseReason, Engine, EngineConfig, Event, EventKind};
+use tcpscope::tcp::{EngineConfig, Event, EventKind};
 
 const DIAGNOSTICS: [EventKind; 9] = [
     EventKind::ConnectionRefused,
@@ -21,19 +19,8 @@ const DIAGNOSTICS: [EventKind; 9] = [
 ];
 
 fn run(path: &Path, config: EngineConfig) -> Vec<Event> {
-    let mut engine = Engine::new(config);
-    let Ok(file) = CaptureFile::open(path) else { return Vec::new() };
-    // A damaged file delivers the packets before the fault; that is all there is to analyse.
-    let _ = file.read(
-        |frame| {
-            if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
-                engine.handle_segment(&seg);
-            }
-        },
-        |_| {},
-    );
-    engine.finish(CloseReason::EndOfInput);
-    std::mem::take(&mut engine.output.events)
+    tcpscope_tests::engine_over_capture(path, config)
+        .events
         .into_iter()
         .filter(|e| DIAGNOSTICS.iter().any(|k| e.is(*k)))
         .collect()

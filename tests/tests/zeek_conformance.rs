@@ -9,9 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use tcpscope::decode::decode_frame;
-use tcpscope::source::pcap::CaptureFile;
-use tcpscope::tcp::{CloseReason, Engine, EngineConfig, FlowRecord};
+use tcpscope::tcp::{EngineConfig, FlowRecord};
 
 const GOAL: f64 = 0.95;
 
@@ -41,18 +39,7 @@ fn zeek_config() -> EngineConfig {
 
 /// Runs the engine over a capture and returns its flow rows in order of first packet.
 fn flows_of(path: &Path) -> Vec<FlowRecord> {
-    let mut engine = Engine::new(zeek_config());
-    let file = CaptureFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let _ = file.read(
-        |frame| {
-            if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
-                engine.handle_segment(&seg);
-            }
-        },
-        |_| {},
-    );
-    engine.finish(CloseReason::EndOfInput);
-    let mut flows = std::mem::take(&mut engine.output.flows);
+    let mut flows = tcpscope_tests::engine_over_capture(path, zeek_config()).flows;
     flows.sort_by_key(|f| f.ts);
     flows
 }
