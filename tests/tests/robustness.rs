@@ -204,6 +204,7 @@ fn arbitrary_segment() -> impl Strategy<Value = Segment> {
                 window,
                 payload_len: len,
                 captured_payload_len: 0,
+                ip_payload_len: len,
                 ip_len: 40 + len,
                 ttl: 64,
                 ip_id: 0,

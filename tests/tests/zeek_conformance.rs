@@ -21,14 +21,6 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
         "Zeek ran without -C and dropped the SYN for its bad checksum (history C, 0 packets); the decoder does \
          not verify checksums (like zeek -C and tshark's default), so we see an S0 attempt",
     ),
-    (
-        "pppoe_qinq_retrans",
-        "six ACKs carry 6 bytes of Ethernet padding that their IPv4 total length (46) claims but the PPPoE \
-         session length (40) excludes; Zeek counts the padding as retransmitted payload, so its last `t` comes \
-         from a padded ACK before `Ff`, while tcpscope bounds the TCP payload by every enclosing layer as \
-         tshark's tcp.len does (0 bytes, which the Wireshark conformance needs) and its `t` comes after `Ff`: \
-         the same letters in another order; every other column of the flow matches",
-    ),
 ];
 
 /// Zeek's timers: an unanswered SYN ends its connection after `tcp_attempt_delay` (5 s); the

@@ -173,6 +173,10 @@ pub struct Segment {
     pub payload_len: u32,
     /// Bytes of payload actually captured (≤ `payload_len`).
     pub captured_payload_len: u32,
+    /// TCP payload length as the IP header alone claims it, before the enclosing layers' bounds
+    /// (PPPoE length, wire length): what Zeek counts, e.g. Ethernet padding inside an overlong
+    /// IPv4 total length. Equal to `payload_len` on every well-formed packet.
+    pub ip_payload_len: u32,
     /// IP total length (IPv4 total length, or IPv6 40 + payload length), Zeek's `ip_bytes`.
     pub ip_len: u32,
     /// IP TTL or hop limit.
@@ -408,7 +412,7 @@ fn segment_from_sliced(
         etherparse::LaxLinkExtSlice::Vlan(v) => Some(v.vlan_identifier().value()),
         _ => None,
     });
-    let (src_ip, dst_ip, ttl, ip_id, ip_len, tcp_len_declared, payload) = match &sliced.net {
+    let (src_ip, dst_ip, ttl, ip_id, ip_len, (tcp_len_declared, tcp_len_ip), payload) = match &sliced.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let header = v4.header();
             let payload = v4.payload();
@@ -423,10 +427,11 @@ fn segment_from_sliced(
             let effective_len = total_len.min(bound.limit(header.slice().as_ptr() as usize));
             let declared = if total_len == 0 || total_len < header_len {
                 // TSO / BIG TCP captures carry total length 0: trust the captured bytes.
-                payload.payload.len() as u32
+                let captured = payload.payload.len() as u32;
+                (captured, captured)
             } else {
                 let auth_len = v4.extensions().auth.map(|a| a.slice().len() as u32).unwrap_or(0);
-                effective_len.saturating_sub(header_len + auth_len)
+                (effective_len.saturating_sub(header_len + auth_len), total_len.saturating_sub(header_len + auth_len))
             };
             let ip_len = if total_len == 0 {
                 header_len + payload.payload.len() as u32
@@ -457,9 +462,10 @@ fn segment_from_sliced(
             let ext_len = v6.extensions().slice().len() as u32;
             let declared = if payload_length == 0 {
                 // Jumbogram or offloaded capture: trust the captured bytes.
-                payload.payload.len() as u32
+                let captured = payload.payload.len() as u32;
+                (captured, captured)
             } else {
-                bounded_length.saturating_sub(ext_len)
+                (bounded_length.saturating_sub(ext_len), payload_length.saturating_sub(ext_len))
             };
             let ip_len = if payload_length == 0 {
                 40 + ext_len + payload.payload.len() as u32
@@ -493,6 +499,7 @@ fn segment_from_sliced(
     };
     let header_len = tcp.header_slice().len() as u32;
     let payload_len = tcp_len_declared.saturating_sub(header_len);
+    let ip_payload_len = tcp_len_ip.saturating_sub(header_len).max(payload_len);
     let captured_payload_len = (tcp.payload().len() as u32).min(payload_len);
     let raw = tcp.header_slice();
     let flags = u16::from_be_bytes([raw[12], raw[13]]) & 0x0FFF;
@@ -510,6 +517,7 @@ fn segment_from_sliced(
         window: tcp.window_size(),
         payload_len,
         captured_payload_len,
+        ip_payload_len,
         ip_len,
         ttl,
         ip_id,

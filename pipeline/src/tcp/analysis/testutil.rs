@@ -91,6 +91,7 @@ impl Flow {
             window: 65535,
             payload_len: len,
             captured_payload_len: len,
+            ip_payload_len: len,
             ip_len: 40 + len,
             ttl: 64,
             ip_id: 0,

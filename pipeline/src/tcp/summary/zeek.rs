@@ -513,7 +513,9 @@ impl ZeekConnection {
         let peer_side = 1 - side;
         let is_orig = self.is_orig(side);
         let flags = seg.flags;
-        let len = seg.payload_len;
+        // Zeek takes the payload length from the IP header alone (padding an overlong IPv4 length
+        // covers counts as data), where the Wireshark rules use the bounded `payload_len`.
+        let len = seg.ip_payload_len;
         let base_seq = seg.seq;
         let ack_seq = seg.ack;
 
@@ -590,7 +592,7 @@ impl ZeekConnection {
         }
 
         let rel_data_seq = if flags.syn() { rel_seq.wrapping_add(1) } else { rel_seq };
-        if len > 0 && !flags.rst() && !seq_underflow && seg.captured_payload_len >= len {
+        if len > 0 && !flags.rst() && !seq_underflow && seg.captured_payload_len >= seg.payload_len {
             self.data_sent(side, rel_data_seq, len as u64);
         }
 
@@ -1012,6 +1014,7 @@ mod tests {
                 window: pk.window,
                 payload_len: pk.len,
                 captured_payload_len: pk.len,
+                ip_payload_len: pk.len,
                 ip_len: 40 + pk.len,
                 ttl: 64,
                 ip_id: 0,
@@ -1274,6 +1277,7 @@ mod tests {
             window: 1,
             payload_len: 1,
             captured_payload_len: 1,
+            ip_payload_len: 1,
             ip_len: 41,
             ttl: 64,
             ip_id: 0,
@@ -1333,6 +1337,7 @@ mod tests {
                     window: if r & 16 == 0 { 0 } else { 1000 },
                     payload_len: len,
                     captured_payload_len: if r & 32 == 0 { len } else { len / 2 },
+                    ip_payload_len: len,
                     ip_len: 40 + len,
                     ttl: 64,
                     ip_id: 0,
