@@ -941,4 +941,110 @@ mod tests {
         let e = check_permissions(dir.path(), false).unwrap_err().to_string();
         assert!(e.contains("regular file"), "{e}");
     }
+
+    /// The host's emit callback is the one path where a plugin hands data back: fuzz it with
+    /// whatever a buggy or hostile plugin could pass (short structs, invalid UTF-8, absurd detail
+    /// counts, any field bits and enum values). It must never panic, over-read or let text that
+    /// is not UTF-8 into the events.
+    #[test]
+    fn host_emit_survives_arbitrary_events() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let plugin = LoadedPlugin {
+            info: PluginInfo {
+                path: std::path::PathBuf::from("fuzz.so"),
+                name: "fuzz".into(),
+                version: "0".into(),
+                description: String::new(),
+                abi_major: 1,
+                abi_minor: 0,
+                capabilities: 0,
+                event_kinds: vec![("declared".into(), String::new())],
+                detail_keys: Vec::new(),
+            },
+            config: "null".into(),
+            health: PluginHealth::default(),
+            hooks: Hooks {
+                init_shared: None,
+                flush_shared: None,
+                destroy_shared: None,
+                create: None,
+                on_segment: None,
+                on_flow_end: None,
+                on_tick: None,
+                flush: None,
+                destroy: None,
+            },
+            declared: ["declared".to_owned()].into_iter().collect(),
+            shared: AtomicPtr::new(std::ptr::null_mut()),
+        };
+        let full = std::mem::size_of::<TcpscopeEvent>() as u32;
+        let strategy = (
+            prop_oneof![Just(full), Just(full + 64), 0u32..full],
+            any::<u32>(),
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..12), proptest::collection::vec(any::<u8>(), 0..12)), 0..80),
+            (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u64>(), any::<i64>()),
+        );
+        let mut runner = TestRunner::new_with_rng(
+            Config { cases: 4_000, failure_persistence: None, ..Config::default() },
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+        );
+        let executions = std::cell::Cell::new(0u64);
+        runner
+            .run(&strategy, |(size, fields, kind, details, (ipv, sev, dir, ackv, ts, count))| {
+                let pairs: Vec<TcpscopeKeyValue> = details
+                    .iter()
+                    .map(|(k, v)| TcpscopeKeyValue {
+                        key: TcpscopeStr { ptr: k.as_ptr(), len: k.len() },
+                        value: TcpscopeStr { ptr: v.as_ptr(), len: v.len() },
+                    })
+                    .collect();
+                // The event lives in a buffer large enough for any claimed size.
+                let mut buffer = vec![0u8; full as usize + 64];
+                let event = TcpscopeEvent {
+                    struct_size: size,
+                    fields,
+                    ts_ns: ts,
+                    packet_number: ts.rotate_left(7),
+                    flow_id: ts.rotate_left(13),
+                    ref_packet: 0,
+                    count,
+                    value_ns: count.wrapping_neg(),
+                    kind: TcpscopeStr { ptr: kind.as_ptr(), len: kind.len() },
+                    details: if pairs.is_empty() { std::ptr::null() } else { pairs.as_ptr() },
+                    n_details: pairs.len(),
+                    src_addr: [ipv; 16],
+                    dst_addr: [sev; 16],
+                    src_port: 1,
+                    dst_port: 2,
+                    ip_version: ipv % 8,
+                    severity: sev,
+                    direction: dir,
+                    ack_valid: ackv,
+                    seq: 1,
+                    ack: 2,
+                    payload_len: 3,
+                    reserved: 0,
+                };
+                // SAFETY: the buffer holds at least one TcpscopeEvent; unaligned write.
+                unsafe { std::ptr::write_unaligned(buffer.as_mut_ptr().cast::<TcpscopeEvent>(), event) };
+                let mut out = Vec::new();
+                let mut cx = CallContext::new(&plugin, &mut out, 0);
+                let emitter = cx.emitter();
+                // SAFETY: ctx is the live CallContext; the event buffer and its strings outlive the call.
+                unsafe { (emitter.emit)(emitter.ctx, buffer.as_ptr().cast::<TcpscopeEvent>()) };
+                drop(cx);
+                prop_assert_eq!(out.len(), usize::from(size >= full));
+                for e in &out {
+                    prop_assert_eq!(e.detector.as_ref(), "fuzz");
+                    prop_assert!(!e.kind.is_empty());
+                    prop_assert!(e.details.len() <= MAX_DETAILS);
+                }
+                executions.set(executions.get() + 1);
+                Ok(())
+            })
+            .unwrap();
+        eprintln!("host_emit_survives_arbitrary_events: {} executions", executions.get());
+    }
 }
