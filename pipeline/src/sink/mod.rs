@@ -108,6 +108,8 @@ pub struct ParquetSink {
     file_seq: u64,
     counters: SinkCounters,
     now: Timestamp,
+    /// Packet time of the last rotation check.
+    checked_rotation: Timestamp,
 }
 
 impl ParquetSink {
@@ -126,7 +128,15 @@ impl ParquetSink {
                 }
             }
         }
-        Ok(ParquetSink { config, staging_dir, partitions: BTreeMap::new(), file_seq: 0, counters, now: Timestamp::ZERO })
+        Ok(ParquetSink {
+            config,
+            staging_dir,
+            partitions: BTreeMap::new(),
+            file_seq: 0,
+            counters,
+            now: Timestamp::ZERO,
+            checked_rotation: Timestamp::ZERO,
+        })
     }
 
     /// Counters so far.
@@ -144,6 +154,7 @@ impl ParquetSink {
             if p.events.len() >= self.config.batch_rows {
                 self.write_buffered(key)?;
             }
+            self.rotate_if_due()?;
         }
         Ok(())
     }
@@ -158,6 +169,17 @@ impl ParquetSink {
             if p.flows.len() >= self.config.batch_rows {
                 self.write_buffered(key)?;
             }
+            self.rotate_if_due()?;
+        }
+        Ok(())
+    }
+
+    /// Rows carry packet time: once a second of it, publish files past their age, so an offline
+    /// run rotates like a live one and a crash loses at most one rotation period of output.
+    fn rotate_if_due(&mut self) -> Result<(), SinkError> {
+        if self.now.saturating_since(self.checked_rotation) >= crate::time::NANOS_PER_SEC {
+            self.checked_rotation = self.now;
+            self.advance_time(self.now)?;
         }
         Ok(())
     }
@@ -366,4 +388,60 @@ fn create_file(path: &Path) -> Result<File, SinkError> {
         .mode(0o640)
         .open(path)
         .map_err(|source| SinkError::Io { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, LinkType, TcpFlags};
+    use crate::tcp::EventKind;
+    use crate::testing::PacketBuilder;
+
+    fn event_at(secs: u64) -> Event {
+        let f = PacketBuilder::v4("198.18.0.1:1000", "198.18.0.2:80").flags(TcpFlags::SYN).ethernet();
+        let seg = decode(LinkType::Ethernet, &f, Timestamp::from_secs_nanos(1_793_534_400 + secs, 0), secs + 1, 0).unwrap();
+        Event::tcp_packet(EventKind::MidstreamStart, &seg, 7, crate::flow::Direction::Orig)
+    }
+
+    fn published(dir: &Path) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        let root = dir.join("events/date=2026-11-01/hour=12");
+        if let Ok(rd) = std::fs::read_dir(root) {
+            v.extend(rd.flatten().map(|e| e.path()));
+        }
+        v
+    }
+
+    #[test]
+    fn files_rotate_on_packet_time_and_appear_only_when_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SinkConfig::new(dir.path().to_owned(), "test".into(), vec!["x.pcap".into()], "t".into());
+        let mut sink = ParquetSink::create(config).unwrap();
+        sink.add_events((0..30).map(event_at)).unwrap();
+        assert!(published(dir.path()).is_empty(), "nothing is visible before a file is complete");
+        // 61 s of packet time later the first file is due and published, without any tick.
+        sink.add_events((61..90).map(event_at)).unwrap();
+        let first = published(dir.path());
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(std::fs::read_dir(dir.path().join(".staging")).unwrap().count(), 0);
+        let counters = sink.finish().unwrap();
+        assert_eq!(counters.events_written, 59);
+        assert_eq!(counters.files_published, 2);
+        assert_eq!(published(dir.path()).len(), 2);
+        // Files are private to the owner and group.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&first[0]).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn leftovers_in_staging_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".staging")).unwrap();
+        std::fs::write(dir.path().join(".staging/old.parquet.inprogress"), b"PAR1 half").unwrap();
+        let config = SinkConfig::new(dir.path().to_owned(), "test".into(), vec![], "t".into());
+        let sink = ParquetSink::create(config).unwrap();
+        assert_eq!(sink.counters().stale_staging_files_removed, 1);
+        assert_eq!(std::fs::read_dir(dir.path().join(".staging")).unwrap().count(), 0);
+    }
 }
