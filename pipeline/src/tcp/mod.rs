@@ -15,7 +15,7 @@ pub use connection::Connection;
 pub use events::{Event, EventKind, Severity};
 pub use summary::{CloseReason, DirectionMetrics, FlowRecord, RttStats};
 
-use crate::decode::Segment;
+use crate::decode::{Segment, TcpFlags};
 use crate::flow::FlowKey;
 use crate::time::Timestamp;
 use analysis::AnalysisLimits;
@@ -195,17 +195,22 @@ impl Engine {
                 self.insert(key, seg, side)
             }
         };
-        let config = self.config;
+        let config = &self.config;
         let conn = self.slots[slot as usize].as_mut().expect("live slot");
         let flow_id = conn.flow_id();
-        let before = conn.deadline(&config);
-        let (direction, analysis) = conn.on_segment(seg, side, &config, &mut self.output.events);
+        // Only SYN, FIN and RST can bring a deadline forward (a close, an attempt or handshake
+        // timer); any other packet moves the flow's last activity, and so its deadline, later.
+        let may_advance_deadline = seg.flags.any(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST);
+        let before = if may_advance_deadline { conn.deadline(config) } else { Timestamp::ZERO };
+        let (direction, analysis) = conn.on_segment(seg, side, config, &mut self.output.events);
         // Timer entries may run early (they are re-checked) but never late: when this packet
-        // brought the deadline forward (a close, an attempt timer), schedule it.
-        let after = conn.deadline(&config);
-        if after < before {
-            let generation = conn.generation();
-            self.timers.push(Reverse((after.as_nanos(), slot, generation)));
+        // brought the deadline forward, schedule it.
+        if may_advance_deadline {
+            let after = conn.deadline(config);
+            if after < before {
+                let generation = conn.generation();
+                self.timers.push(Reverse((after.as_nanos(), slot, generation)));
+            }
         }
         SegmentVerdict { flow_id, direction, analysis }
     }
