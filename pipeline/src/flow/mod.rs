@@ -5,13 +5,39 @@ pub mod community_id;
 use crate::decode::Segment;
 use std::net::IpAddr;
 
+/// One endpoint packed into integers, so comparing and hashing keys costs a few instructions:
+/// the address as 128 bits (IPv4 in the low 32), the port and the address family beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct PackedEndpoint {
+    address: u128,
+    /// Port in the low 16 bits; bit 16 set for IPv6.
+    port_and_family: u32,
+}
+
+impl PackedEndpoint {
+    #[inline]
+    fn new(ip: IpAddr, port: u16) -> Self {
+        match ip {
+            IpAddr::V4(v4) => PackedEndpoint { address: u32::from(v4) as u128, port_and_family: port as u32 },
+            IpAddr::V6(v6) => PackedEndpoint { address: u128::from(v6), port_and_family: port as u32 | 1 << 16 },
+        }
+    }
+    #[inline]
+    fn unpack(self) -> (IpAddr, u16) {
+        let port = self.port_and_family as u16;
+        if self.port_and_family >> 16 == 0 {
+            (IpAddr::V4((self.address as u32).into()), port)
+        } else {
+            (IpAddr::V6(self.address.into()), port)
+        }
+    }
+}
+
 /// The canonical 5-tuple of a TCP connection (protocol implied): the lower endpoint first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    /// The lower (address, port) endpoint.
-    pub low: (IpAddr, u16),
-    /// The higher (address, port) endpoint.
-    pub high: (IpAddr, u16),
+    low: PackedEndpoint,
+    high: PackedEndpoint,
 }
 
 /// Which canonical endpoint sent a packet.
@@ -58,8 +84,8 @@ impl FlowKey {
     /// The canonical key of a segment, and which side sent it.
     #[inline]
     pub fn of(seg: &Segment) -> (FlowKey, Side) {
-        let a = (seg.src_ip, seg.src_port);
-        let b = (seg.dst_ip, seg.dst_port);
+        let a = PackedEndpoint::new(seg.src_ip, seg.src_port);
+        let b = PackedEndpoint::new(seg.dst_ip, seg.dst_port);
         if a <= b {
             (FlowKey { low: a, high: b }, Side::Low)
         } else {
@@ -67,14 +93,35 @@ impl FlowKey {
         }
     }
 
+    /// The lower (address, port) endpoint.
+    #[inline]
+    pub fn low(&self) -> (IpAddr, u16) {
+        self.low.unpack()
+    }
+
+    /// The higher (address, port) endpoint.
+    #[inline]
+    pub fn high(&self) -> (IpAddr, u16) {
+        self.high.unpack()
+    }
+
     /// A hash of the canonical key: the same for both directions, the same on every run and
     /// every machine (it decides the worker, and seeds `flow_id`).
     #[inline]
     pub fn symmetric_hash(&self) -> u64 {
         let mut h = StableHasher::default();
-        h.write_endpoint(self.low);
-        h.write_endpoint(self.high);
+        self.write_to(&mut h);
         h.finish()
+    }
+
+    /// Mixes the key into a [`StableHasher`].
+    #[inline]
+    pub fn write_to(&self, h: &mut StableHasher) {
+        for e in [self.low, self.high] {
+            h.write_u64(e.address as u64);
+            h.write_u64((e.address >> 64) as u64);
+            h.write_u64(e.port_and_family as u64);
+        }
     }
 }
 
@@ -157,6 +204,17 @@ mod tests {
                 assert!(worker_for(&k1, w) < w);
             }
         }
+    }
+
+    #[test]
+    fn keys_unpack_to_their_endpoints() {
+        let (k, side) = FlowKey::of(&seg("198.18.0.9:1000", "198.18.0.2:80"));
+        assert_eq!(side, Side::High);
+        assert_eq!(k.low(), ("198.18.0.2".parse().unwrap(), 80));
+        assert_eq!(k.high(), ("198.18.0.9".parse().unwrap(), 1000));
+        let (k6, _) = FlowKey::of(&seg("[::ffff:198.18.0.2]:80", "[fd00:198:18::1]:5"));
+        assert_eq!(k6.low(), ("::ffff:198.18.0.2".parse().unwrap(), 80), "IPv4-mapped IPv6 stays IPv6");
+        assert_ne!(k6, k);
     }
 
     #[test]

@@ -50,8 +50,7 @@ impl Connection {
             side
         };
         let mut h = StableHasher::default();
-        h.write_endpoint(key.low);
-        h.write_endpoint(key.high);
+        key.write_to(&mut h);
         h.write_u64(seg.ts.as_nanos());
         h.write_u64(seg.packet_number);
         h.write_u64(seg.source_index as u64);
@@ -112,8 +111,8 @@ impl Connection {
     fn endpoint(&self, dir: Direction) -> (std::net::IpAddr, u16) {
         let orig_is_low = self.orig_side == Side::Low;
         match (dir, orig_is_low) {
-            (Direction::Orig, true) | (Direction::Resp, false) => self.key.low,
-            _ => self.key.high,
+            (Direction::Orig, true) | (Direction::Resp, false) => self.key.low(),
+            _ => self.key.high(),
         }
     }
 
