@@ -62,7 +62,7 @@ impl SinkConfig {
             out_dir,
             sensor,
             sources,
-            batch_rows: 8_192,
+            batch_rows: 2_048,
             max_rows_per_file: 2_000_000,
             max_file_age_ns: 60 * crate::time::NANOS_PER_SEC,
             run_tag,
@@ -84,6 +84,9 @@ pub struct SinkCounters {
 }
 
 type PartitionKey = (Dataset, i32, u32, u32, u32);
+
+/// Encoded bytes a row group may buffer in memory before it is written out.
+const ROW_GROUP_BYTES: usize = 2 << 20;
 
 struct OpenFile {
     writer: ArrowWriter<File>,
@@ -266,6 +269,13 @@ impl ParquetSink {
         open.writer
             .write(batch)
             .map_err(|e| SinkError::Parquet { path: open.staging_path.clone(), message: e.to_string() })?;
+        // Close the row group once its encoded pages pass a few MiB: memory stays flat however
+        // many rows a long run produces, and readers still get row groups worth pruning.
+        if open.writer.in_progress_size() > ROW_GROUP_BYTES {
+            open.writer
+                .flush()
+                .map_err(|e| SinkError::Parquet { path: open.staging_path.clone(), message: e.to_string() })?;
+        }
         open.rows += rows;
         match key.0 {
             Dataset::Events => self.counters.events_written += rows as u64,

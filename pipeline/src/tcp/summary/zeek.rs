@@ -116,6 +116,9 @@ impl ScaledCounter {
     }
 }
 
+/// Blocks above holes that one direction's reassembly model remembers.
+const MAX_PENDING_BLOCKS: usize = 256;
+
 /// The part of Zeek's `TCP_Reassembler` that decides content gaps: what was delivered
 /// (`last_reassem_seq`), what was trimmed by ACKs (`trim_seq`), and the blocks held above a hole.
 #[derive(Clone, Debug)]
@@ -127,6 +130,8 @@ struct Reassembly {
     /// Highest upper edge of any block held (Zeek's `LastBlock().upper`), 0 when none.
     max_upper: u64,
     skip_deliveries: bool,
+    /// Blocks merged into a neighbour because `pending` was full.
+    blocks_merged_at_limit: u64,
 }
 
 impl Default for Reassembly {
@@ -137,6 +142,7 @@ impl Default for Reassembly {
             pending: Vec::new(),
             max_upper: 0,
             skip_deliveries: false,
+            blocks_merged_at_limit: 0,
         }
     }
 }
@@ -190,6 +196,17 @@ impl Reassembly {
             lo = lo.min(s);
             hi = hi.max(u);
             self.pending.remove(i);
+        }
+        if self.pending.len() >= MAX_PENDING_BLOCKS {
+            // Bounded: a sender that leaves hundreds of holes gets its newest block merged into
+            // the nearest block at or below it (the held-bytes figure over-approximates), never
+            // a longer list.
+            let at = self.pending.partition_point(|&(s, _)| s <= lo).saturating_sub(1);
+            let block = &mut self.pending[at];
+            block.0 = block.0.min(lo);
+            block.1 = block.1.max(hi);
+            self.blocks_merged_at_limit += 1;
+            return;
         }
         let at = self.pending.partition_point(|&(s, _)| s < lo);
         self.pending.insert(at, (lo, hi));
@@ -1046,6 +1063,19 @@ mod tests {
     }
 
     // ---- conn_state -------------------------------------------------------------------------
+
+    #[test]
+    fn reassembly_pending_list_is_bounded() {
+        let mut r = Reassembly::default();
+        for k in 0..10_000u64 {
+            // one byte every other byte above a hole at 1: a hole after every block
+            r.insert_pending(100 + 2 * k, 101 + 2 * k);
+        }
+        assert_eq!(r.pending.len(), MAX_PENDING_BLOCKS);
+        assert!(r.blocks_merged_at_limit > 0);
+        assert!(r.pending.windows(2).all(|w| w[0].1 <= w[1].0), "sorted, non-overlapping");
+        assert_eq!(r.pending.last().unwrap().1, 100 + 2 * 9_999 + 1);
+    }
 
     #[test]
     fn s0_attempt_without_reply() {
