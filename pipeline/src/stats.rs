@@ -62,5 +62,6 @@ impl WorkerCounters {
         a.flows_evicted += b.flows_evicted;
         a.flows_idle_expired += b.flows_idle_expired;
         a.time_went_backwards += b.time_went_backwards;
+        a.unacked_segments_refused += b.unacked_segments_refused;
     }
 }

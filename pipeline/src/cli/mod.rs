@@ -224,10 +224,10 @@ fn print_summary(report: &RunReport, elapsed: std::time::Duration, workers: usiz
         report.workers.flows, report.workers.events, r.not_tcp, r.fragments, r.unsupported_link, r.undecodable, r.truncated
     );
     let e = &report.workers.engine;
-    if e.flows_evicted > 0 || e.time_went_backwards > 0 {
+    if e.flows_evicted > 0 || e.time_went_backwards > 0 || e.unacked_segments_refused > 0 {
         eprintln!(
-            "tcpscope: {} flows evicted (table full), {} packets earlier than packet time",
-            e.flows_evicted, e.time_went_backwards
+            "tcpscope: {} flows evicted (table full), {} packets earlier than packet time, {} segments beyond the unacknowledged-segment bound",
+            e.flows_evicted, e.time_went_backwards, e.unacked_segments_refused
         );
     }
     eprintln!(

@@ -93,6 +93,11 @@ impl Connection {
     pub fn first_packet(&self) -> u64 {
         self.first_packet
     }
+    /// Segments the analysis did not remember because the unacknowledged list was full.
+    pub fn unacked_segments_refused(&self) -> u64 {
+        self.analysis.refused_segments(Direction::Orig) + self.analysis.refused_segments(Direction::Resp)
+    }
+
     /// Time of the latest packet.
     pub fn last_ts(&self) -> Timestamp {
         self.last_ts

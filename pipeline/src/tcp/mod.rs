@@ -68,6 +68,9 @@ pub struct EngineCounters {
     pub flows_idle_expired: u64,
     /// Segments whose timestamp was earlier than packet time already reached.
     pub time_went_backwards: u64,
+    /// Segments not remembered because a direction already tracked the maximum of
+    /// unacknowledged segments (`AnalysisLimits::max_unacked_segments`).
+    pub unacked_segments_refused: u64,
 }
 
 /// Events and finished flows, drained by the caller.
@@ -339,8 +342,34 @@ impl Engine {
     }
 
     fn finish_connection(&mut self, mut conn: Box<Connection>, reason: CloseReason) {
+        self.counters.unacked_segments_refused += conn.unacked_segments_refused();
         let config = self.config;
         let record = conn.finish(reason, &config, &mut self.output.events);
         self.output.flows.push(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, LinkType};
+    use crate::testing::Conversation;
+
+    #[test]
+    fn segments_beyond_the_unacked_bound_are_counted() {
+        let config = EngineConfig { analysis: AnalysisLimits { max_unacked_segments: 4 }, ..EngineConfig::default() };
+        let mut engine = Engine::new(config);
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1_000, 9_000);
+        c.handshake(1_000_000_000, 1_000_000);
+        for k in 0..10u64 {
+            c.client_data(1_010_000_000 + k * 1_000, 100);
+        }
+        for (n, (t, f)) in c.frames.iter().enumerate() {
+            engine.handle_segment(&decode(LinkType::Ethernet, f, Timestamp(*t), n as u64 + 1, 0).unwrap());
+        }
+        engine.finish(CloseReason::EndOfInput);
+        // The SYN and the first three data segments fit; seven data segments do not.
+        assert!(engine.counters().unacked_segments_refused >= 6, "{:?}", engine.counters());
+        assert_eq!(engine.output.flows.len(), 1);
     }
 }
