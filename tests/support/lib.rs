@@ -3,7 +3,7 @@
 
 use arrow_array::RecordBatch;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 
 /// The workspace root.
@@ -161,4 +161,37 @@ pub fn engine_over_capture(path: &Path, config: tcpscope::tcp::EngineConfig) -> 
     }
     engine.finish(CloseReason::EndOfInput);
     std::mem::take(&mut engine.output)
+}
+
+/// Network namespaces and processes a test created, removed (with their veth pairs) and stopped
+/// when it goes out of scope, even when the test fails.
+#[derive(Default)]
+pub struct NamespaceLab {
+    /// Namespaces to delete.
+    pub namespaces: Vec<String>,
+    /// Processes to kill and reap.
+    pub children: Vec<Child>,
+}
+
+impl Drop for NamespaceLab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs a command and panics, naming it, when it fails.
+pub fn sh(args: &[&str]) {
+    let status = Command::new(args[0]).args(&args[1..]).status().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(status.success(), "{args:?} failed");
+}
+
+/// Whether a program is on the PATH.
+pub fn tool_available(name: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success())
 }

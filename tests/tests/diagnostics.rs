@@ -2,7 +2,7 @@
 //! corpus has none, traffic recorded here between two network namespaces (root only).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tcpscope::tcp::{EngineConfig, Event, EventKind};
 
@@ -182,33 +182,7 @@ fn diagnostics_dump() {
 
 // ---- Recorded traffic: two network namespaces joined by a veth pair ------------------------
 
-/// Removes the namespaces (and so the veth pair) and stops the processes it started, even when
-/// the test fails.
-struct Lab {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn sh(args: &[&str]) {
-    let status = Command::new(args[0]).args(&args[1..]).status().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(status.success(), "{args:?} failed");
-}
-
-fn tool_available(name: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success())
-}
+use tcpscope_tests::{sh, tool_available, NamespaceLab as Lab};
 
 const SERVER: &str = r#"
 import socket, time
@@ -263,7 +237,7 @@ fn record_silent_peer(dir: &Path) -> Option<(PathBuf, Lab)> {
     }
     let tag = std::process::id();
     let (client_ns, server_ns) = (format!("tcpscope-c{tag}"), format!("tcpscope-s{tag}"));
-    let mut lab = Lab { namespaces: Vec::new(), children: Vec::new() };
+    let mut lab = Lab::default();
     for ns in [&client_ns, &server_ns] {
         sh(&["ip", "netns", "add", ns]);
         lab.namespaces.push(ns.clone());

@@ -829,33 +829,7 @@ fn detectors_on_the_corpus_fire_only_where_the_behaviour_is() {
 
 // ---- traffic recorded between two network namespaces (root only) ----
 
-/// Removes the namespaces it created (and so the veth pair) and stops its processes, even when
-/// the test fails.
-struct Lab {
-    namespaces: Vec<String>,
-    children: Vec<std::process::Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn sh(args: &[&str]) {
-    let status = Command::new(args[0]).args(&args[1..]).status().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(status.success(), "{args:?} failed");
-}
-
-fn tool_available(name: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success())
-}
+use tcpscope_tests::{sh, tool_available, NamespaceLab as Lab};
 
 /// Echoes on 198.18.0.2:8080 for 20 s at most; every other port is closed.
 const NS_SERVER: &str = r#"
@@ -918,7 +892,7 @@ fn record_attacks(dir: &Path) -> Option<PathBuf> {
     }
     let tag = std::process::id();
     let (client_ns, server_ns) = (format!("tcpscope-pc{tag}"), format!("tcpscope-ps{tag}"));
-    let mut lab = Lab { namespaces: Vec::new(), children: Vec::new() };
+    let mut lab = Lab::default();
     for ns in [&client_ns, &server_ns] {
         sh(&["ip", "netns", "add", ns]);
         lab.namespaces.push(ns.clone());
