@@ -1,7 +1,7 @@
 //! Readers → workers: decodes each frame once, hashes its flow symmetrically, and fills one batch
 //! per worker; full batches go to bounded per-worker queues.
 
-use crate::decode::{decode_frame, Segment, Skip};
+use crate::decode::{decode_frame_checked, Segment, Skip};
 use crate::flow::{worker_for, FlowKey};
 use crate::source::Frame;
 use crate::stats::ReadCounters;
@@ -30,13 +30,27 @@ pub struct Dispatcher {
     /// Counters of this dispatcher.
     pub counters: ReadCounters,
     last_ts: Timestamp,
+    verify_checksums: bool,
 }
 
 impl Dispatcher {
     /// A dispatcher over one queue per worker.
     pub fn new(queues: Vec<Sender<WorkerMessage>>, backpressure: Backpressure, recycled: Option<Receiver<Vec<Segment>>>) -> Self {
         let batches = (0..queues.len()).map(|_| Vec::with_capacity(BATCH_SEGMENTS)).collect();
-        Dispatcher { queues, batches, recycled, backpressure, counters: ReadCounters::default(), last_ts: Timestamp::ZERO }
+        Dispatcher {
+            queues,
+            batches,
+            recycled,
+            backpressure,
+            counters: ReadCounters::default(),
+            last_ts: Timestamp::ZERO,
+            verify_checksums: false,
+        }
+    }
+
+    /// Verify TCP checksums of segments captured whole (`--verify-checksums`).
+    pub fn set_verify_checksums(&mut self, verify: bool) {
+        self.verify_checksums = verify;
     }
 
     /// Decodes and routes one frame.
@@ -50,7 +64,15 @@ impl Dispatcher {
         if frame.ts > self.last_ts {
             self.last_ts = frame.ts;
         }
-        match decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, source_index) {
+        match decode_frame_checked(
+            frame.link,
+            frame.data,
+            frame.wire_len,
+            frame.ts,
+            frame.packet_number,
+            source_index,
+            self.verify_checksums,
+        ) {
             Ok(seg) => self.push_segment(seg),
             Err(Skip::NotTcp) => self.counters.not_tcp += 1,
             Err(Skip::Fragment) => self.counters.fragments += 1,

@@ -389,7 +389,8 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
     for (k, plan) in plans.into_iter().enumerate() {
         let reader = k % readers_per_interface;
         reader_info.push((config.interfaces[plan.source_index as usize].clone(), reader, plan.cpu.map(|c| c.id), plan.shared.clone()));
-        let dispatcher = Dispatcher::new(backend.queues.clone(), Backpressure::Drop, Some(backend.recycled.clone()));
+        let mut dispatcher = Dispatcher::new(backend.queues.clone(), Backpressure::Drop, Some(backend.recycled.clone()));
+        dispatcher.set_verify_checksums(config.engine.verify_checksums);
         let control = control.clone();
         let block_timeout = Duration::from_millis(u64::from(config.ring.block_timeout_ms));
         let delay = config.reader_block_delay;

@@ -97,6 +97,7 @@ pub fn analyze_with_plugins(
 
     let mut report = RunReport::default();
     let mut dispatcher = Dispatcher::new(backend.queues.clone(), Backpressure::Block, Some(backend.recycled.clone()));
+    dispatcher.set_verify_checksums(config.engine.verify_checksums);
     for (index, path) in config.inputs.iter().enumerate() {
         let file = match CaptureFile::open(path) {
             Ok(f) => f,

@@ -63,5 +63,6 @@ impl WorkerCounters {
         a.flows_idle_expired += b.flows_idle_expired;
         a.time_went_backwards += b.time_went_backwards;
         a.unacked_segments_refused += b.unacked_segments_refused;
+        a.bad_checksums += b.bad_checksums;
     }
 }

@@ -146,13 +146,15 @@ pub fn duckdb_dataset(out: &Path, dataset: &str) -> String {
 /// flush at the end) and returns everything it produced. A damaged file yields what came before
 /// the fault; a file that cannot be opened yields nothing.
 pub fn engine_over_capture(path: &Path, config: tcpscope::tcp::EngineConfig) -> tcpscope::tcp::EngineOutput {
-    use tcpscope::decode::decode_frame;
+    use tcpscope::decode::decode_frame_checked;
     use tcpscope::tcp::{CloseReason, Engine};
+    let verify = config.verify_checksums;
     let mut engine = Engine::new(config);
     if let Ok(file) = tcpscope::source::pcap::CaptureFile::open(path) {
         let _ = file.read(
             |frame| {
-                if let Ok(seg) = decode_frame(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0) {
+                let decoded = decode_frame_checked(frame.link, frame.data, frame.wire_len, frame.ts, frame.packet_number, 0, verify);
+                if let Ok(seg) = decoded {
                     engine.handle_segment(&seg);
                 }
             },

@@ -205,6 +205,7 @@ fn arbitrary_segment() -> impl Strategy<Value = Segment> {
                 payload_len: len,
                 captured_payload_len: 0,
                 ip_payload_len: len,
+                checksum: Default::default(),
                 ip_len: 40 + len,
                 ttl: 64,
                 ip_id: 0,

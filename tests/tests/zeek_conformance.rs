@@ -16,22 +16,29 @@ const GOAL: f64 = 0.95;
 /// Captures below the goal for reasons outside the flow model, with the reason. The test fails
 /// if one of them starts to reach the goal, so the list stays true.
 const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "bad_checksum_syn",
-        "Zeek ran without -C and dropped the SYN for its bad checksum (history C, 0 packets); the decoder does \
-         not verify checksums (like zeek -C and tshark's default), so we see an S0 attempt",
-    ),
 ];
 
 /// Zeek's timers: an unanswered SYN ends its connection after `tcp_attempt_delay` (5 s); the
 /// other defaults (5 min inactivity, 5 s close delay) are already Zeek's.
-fn zeek_config() -> EngineConfig {
-    EngineConfig { attempt_timeout_ns: 5_000_000_000, ..EngineConfig::default() }
+fn zeek_config(verify_checksums: bool) -> EngineConfig {
+    EngineConfig { attempt_timeout_ns: 5_000_000_000, verify_checksums, ..EngineConfig::default() }
+}
+
+/// Whether Zeek verified checksums for this baseline (it ran without `-C`), from the corpus's
+/// SOURCES.md row that names the baseline.
+fn zeek_verified_checksums(corpus: &Path, name: &str) -> bool {
+    let sources = std::fs::read_to_string(corpus.join("SOURCES.md")).unwrap_or_default();
+    let needle = format!("`{name}.zeek_conn.log`");
+    sources
+        .lines()
+        .find(|l| l.contains(&needle))
+        .map(|l| !l[l.find(&needle).unwrap_or(0)..].contains(" -C "))
+        .unwrap_or(false)
 }
 
 /// Runs the engine over a capture and returns its flow rows in order of first packet.
-fn flows_of(path: &Path) -> Vec<FlowRecord> {
-    let mut flows = tcpscope_tests::engine_over_capture(path, zeek_config()).flows;
+fn flows_of(path: &Path, verify_checksums: bool) -> Vec<FlowRecord> {
+    let mut flows = tcpscope_tests::engine_over_capture(path, zeek_config(verify_checksums)).flows;
     flows.sort_by_key(|f| f.ts);
     flows
 }
@@ -195,7 +202,7 @@ fn flows_match_zeek_conn_logs() {
             continue;
         };
         let zeek = parse_zeek_log(&std::fs::read_to_string(&log).expect("read log"));
-        let ours = flows_of(pcap);
+        let ours = flows_of(pcap, zeek_verified_checksums(&corpus, &name));
         let r = compare_capture(&name, &zeek, &ours);
         let rate = if r.zeek_flows == 0 { 1.0 } else { r.matched as f64 / r.zeek_flows as f64 };
         println!("{name}: {}/{} Zeek TCP flows matched ({:.1} %), {} rows of ours", r.matched, r.zeek_flows, rate * 100.0, ours.len());

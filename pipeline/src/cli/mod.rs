@@ -54,6 +54,11 @@ pub struct EngineArgs {
     /// Maximum concurrent flows (all workers together); the longest-idle flow is evicted beyond it.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_flows: usize,
+    /// Verify TCP checksums (off by default, as tshark and `zeek -C`: offloading NICs leave
+    /// outgoing checksums unset). A bad one marks the flow's history `C`/`c`, as Zeek does, and
+    /// the packet is otherwise ignored.
+    #[arg(long)]
+    pub verify_checksums: bool,
 }
 
 impl EngineArgs {
@@ -64,6 +69,7 @@ impl EngineArgs {
             close_linger_ns: (self.close_linger.max(0.0) * 1e9) as u64,
             attempt_timeout_ns: (self.attempt_timeout.max(0.0) * 1e9) as u64,
             max_flows: self.max_flows.max(1),
+            verify_checksums: self.verify_checksums,
             ..EngineConfig::default()
         }
     }
@@ -224,6 +230,9 @@ fn print_summary(report: &RunReport, elapsed: std::time::Duration, workers: usiz
         report.workers.flows, report.workers.events, r.not_tcp, r.fragments, r.unsupported_link, r.undecodable, r.truncated
     );
     let e = &report.workers.engine;
+    if e.bad_checksums > 0 {
+        eprintln!("tcpscope: {} packets with a wrong TCP checksum ignored (--verify-checksums)", e.bad_checksums);
+    }
     if e.flows_evicted > 0 || e.time_went_backwards > 0 || e.unacked_segments_refused > 0 {
         eprintln!(
             "tcpscope: {} flows evicted (table full), {} packets earlier than packet time, {} segments beyond the unacknowledged-segment bound",

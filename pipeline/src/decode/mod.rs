@@ -144,6 +144,19 @@ impl TcpFlags {
     }
 }
 
+/// Whether the TCP checksum was checked, and its verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumStatus {
+    /// Not checked (the default, as tshark and `zeek -C`: offloading NICs leave outgoing
+    /// checksums unset in captures), or the segment is not captured whole.
+    #[default]
+    Unverified,
+    /// Checked and right.
+    Good,
+    /// Checked and wrong: the engine marks it (Zeek's `C`) and otherwise ignores the packet.
+    Bad,
+}
+
 /// One TCP segment as the engine sees it: compact, `Copy`, decoded once on the reader thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -177,6 +190,8 @@ pub struct Segment {
     /// (PPPoE length, wire length): what Zeek counts, e.g. Ethernet padding inside an overlong
     /// IPv4 total length. Equal to `payload_len` on every well-formed packet.
     pub ip_payload_len: u32,
+    /// TCP checksum verdict (`Unverified` unless the decoder was asked to check).
+    pub checksum: ChecksumStatus,
     /// IP total length (IPv4 total length, or IPv6 40 + payload length), Zeek's `ip_bytes`.
     pub ip_len: u32,
     /// IP TTL or hop limit.
@@ -242,7 +257,21 @@ pub fn decode_frame(
     packet_number: u64,
     source_index: u32,
 ) -> Result<Segment, Skip> {
-    let mut bound = Bound { frame_start: data.as_ptr() as usize, wire_len, ip_len_limit: u32::MAX };
+    decode_frame_checked(link, data, wire_len, ts, packet_number, source_index, false)
+}
+
+/// [`decode_frame`], verifying the TCP checksum of segments captured whole when
+/// `verify_checksum` is set (`--verify-checksums`).
+pub fn decode_frame_checked(
+    link: LinkType,
+    data: &[u8],
+    wire_len: u32,
+    ts: Timestamp,
+    packet_number: u64,
+    source_index: u32,
+    verify_checksum: bool,
+) -> Result<Segment, Skip> {
+    let mut bound = Bound { frame_start: data.as_ptr() as usize, wire_len, ip_len_limit: u32::MAX, verify_checksum };
     if (wire_len as usize) < data.len() {
         bound.wire_len = 0; // a record claiming fewer bytes on the wire than it holds: ignore the claim
     }
@@ -319,6 +348,8 @@ struct Bound {
     wire_len: u32,
     /// Length allowed by an enclosing layer (PPPoE), `u32::MAX` when none.
     ip_len_limit: u32,
+    /// Verify the TCP checksum.
+    verify_checksum: bool,
 }
 
 impl Bound {
@@ -503,6 +534,20 @@ fn segment_from_sliced(
     let captured_payload_len = (tcp.payload().len() as u32).min(payload_len);
     let raw = tcp.header_slice();
     let flags = u16::from_be_bytes([raw[12], raw[13]]) & 0x0FFF;
+    let checksum = if bound.verify_checksum && tcp.slice().len() as u32 == header_len + payload_len {
+        let expected = match (src_ip, dst_ip) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => tcp.calc_checksum_ipv4(s.octets(), d.octets()).ok(),
+            (IpAddr::V6(s), IpAddr::V6(d)) => tcp.calc_checksum_ipv6(s.octets(), d.octets()).ok(),
+            _ => None,
+        };
+        match expected {
+            Some(sum) if sum == tcp.checksum() => ChecksumStatus::Good,
+            Some(_) => ChecksumStatus::Bad,
+            None => ChecksumStatus::Unverified,
+        }
+    } else {
+        ChecksumStatus::Unverified
+    };
     Ok(Segment {
         ts,
         packet_number,
@@ -518,6 +563,7 @@ fn segment_from_sliced(
         payload_len,
         captured_payload_len,
         ip_payload_len,
+        checksum,
         ip_len,
         ttl,
         ip_id,
@@ -612,6 +658,25 @@ mod tests {
         assert_eq!(seg.payload_len, 1000);
         assert_eq!(seg.captured_payload_len, 10);
         assert_eq!(seg.ip_len, 1040);
+    }
+
+    #[test]
+    fn checksums_are_verified_only_when_asked() {
+        for builder in [
+            PacketBuilder::v4("198.18.0.1:40000", "198.18.0.2:80"),
+            PacketBuilder::v6("[fd00:198:18::1]:40000", "[fd00:198:18::2]:80"),
+        ] {
+            let frame = builder.flags(TcpFlags::ACK).payload(b"hello").ethernet();
+            let check = |f: &[u8], verify| decode_frame_checked(LinkType::Ethernet, f, 0, Timestamp(0), 1, 0, verify).unwrap().checksum;
+            assert_eq!(check(&frame, false), ChecksumStatus::Unverified);
+            assert_eq!(check(&frame, true), ChecksumStatus::Good);
+            let mut bad = frame.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x20;
+            assert_eq!(check(&bad, true), ChecksumStatus::Bad);
+            // A segment not captured whole cannot be checked.
+            assert_eq!(check(&frame[..frame.len() - 2], true), ChecksumStatus::Unverified);
+        }
     }
 
     #[test]

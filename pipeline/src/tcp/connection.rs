@@ -169,6 +169,12 @@ impl Connection {
         if seg.ts > self.last_ts {
             self.last_ts = seg.ts;
         }
+        if seg.checksum == crate::decode::ChecksumStatus::Bad {
+            // Checked and wrong (--verify-checksums): the receiver would drop it, so only Zeek's
+            // history letter records it.
+            self.summary.on_bad_checksum(seg, dir);
+            return (dir, super::analysis::PacketAnalysis::default());
+        }
         let analysis = self.analysis.on_segment(seg, dir, self.flow_id, &config.analysis, events);
         self.diagnostics.on_segment(seg, dir, self.flow_id, &analysis, &config.diagnostics, events);
         self.summary.on_segment(seg, dir, &analysis);

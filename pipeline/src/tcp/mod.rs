@@ -40,6 +40,9 @@ pub struct EngineConfig {
     pub analysis: AnalysisLimits,
     /// Thresholds of the connection diagnostics.
     pub diagnostics: DiagnosticsConfig,
+    /// Verify TCP checksums when decoding (`--verify-checksums`): off by default, as tshark and
+    /// `zeek -C`, since offloading NICs leave outgoing checksums unset in captures.
+    pub verify_checksums: bool,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +54,7 @@ impl Default for EngineConfig {
             max_flows: 1_000_000,
             analysis: AnalysisLimits::default(),
             diagnostics: DiagnosticsConfig::default(),
+            verify_checksums: false,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct EngineCounters {
     /// Segments not remembered because a direction already tracked the maximum of
     /// unacknowledged segments (`AnalysisLimits::max_unacked_segments`).
     pub unacked_segments_refused: u64,
+    /// Segments whose TCP checksum was checked and found wrong (ignored but for history `C`).
+    pub bad_checksums: u64,
 }
 
 /// Events and finished flows, drained by the caller.
@@ -170,6 +176,7 @@ impl Engine {
     /// per-packet analysis), for the plugins that run after the engine.
     pub fn handle_segment_verdict(&mut self, seg: &Segment) -> SegmentVerdict {
         self.counters.segments += 1;
+        self.counters.bad_checksums += (seg.checksum == crate::decode::ChecksumStatus::Bad) as u64;
         if seg.ts < self.now {
             self.counters.time_went_backwards += 1;
         }

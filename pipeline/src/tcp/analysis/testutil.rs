@@ -92,6 +92,7 @@ impl Flow {
             payload_len: len,
             captured_payload_len: len,
             ip_payload_len: len,
+            checksum: Default::default(),
             ip_len: 40 + len,
             ttl: 64,
             ip_id: 0,

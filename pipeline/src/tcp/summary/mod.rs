@@ -236,6 +236,11 @@ impl FlowSummary {
         FlowSummary::default()
     }
 
+    /// A packet whose TCP checksum is wrong: Zeek's history letter, nothing else (Zeek drops it).
+    pub fn on_bad_checksum(&mut self, seg: &Segment, dir: Direction) {
+        self.zeek.get_or_insert_with(|| ZeekConnection::new(seg, dir)).on_bad_checksum(dir);
+    }
+
     /// Counts one packet sent in `dir`, with the analysis verdicts it received.
     pub fn on_segment(&mut self, seg: &Segment, dir: Direction, analysis: &PacketAnalysis) {
         let d = dir.index();

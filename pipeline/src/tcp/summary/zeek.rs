@@ -12,8 +12,9 @@
 //! only changes `zeek_orig`, as Zeek's `FlipRoles` swaps its endpoint pointers while a packet in
 //! flight keeps its `is_orig`.
 //!
-//! Not modelled: checksum validation (`C`/`c`: the engine does not verify checksums, like
-//! `zeek -C` and tshark's default), `X` (analyzer limits), deferred closes while reassembled data
+//! Checksums are checked only with `--verify-checksums` (Zeek without `-C`): a bad one adds
+//! `C`/`c` on the 1/10/100 rule and the packet is otherwise ignored, as Zeek drops it.
+//! Not modelled: `X` (analyzer limits), deferred closes while reassembled data
 //! is pending, and application analyzers that make Zeek skip a connection.
 
 use crate::decode::{Segment, TcpFlags};
@@ -233,6 +234,7 @@ struct Endpoint {
     rxmt: ScaledCounter,
     win0: ScaledCounter,
     gap: ScaledCounter,
+    bad_checksum: ScaledCounter,
     has_done_something: bool,
     reassembly: Reassembly,
     missed_bytes: u64,
@@ -502,6 +504,12 @@ impl ZeekConnection {
         } else {
             true
         }
+    }
+
+    /// A packet whose TCP checksum is wrong (Zeek's `bad_TCP_checksum`): `C`/`c` on the
+    /// 1/10/100 rule; Zeek analyses nothing else of it.
+    pub fn on_bad_checksum(&mut self, dir: Direction) {
+        self.scaled_history(dir.index(), 'C', |e| &mut e.bad_checksum);
     }
 
     fn scaled_history(&mut self, side: usize, code: char, which: fn(&mut Endpoint) -> &mut ScaledCounter) {
@@ -1032,6 +1040,7 @@ mod tests {
                 payload_len: pk.len,
                 captured_payload_len: pk.len,
                 ip_payload_len: pk.len,
+                checksum: Default::default(),
                 ip_len: 40 + pk.len,
                 ttl: 64,
                 ip_id: 0,
@@ -1308,6 +1317,7 @@ mod tests {
             payload_len: 1,
             captured_payload_len: 1,
             ip_payload_len: 1,
+            checksum: Default::default(),
             ip_len: 41,
             ttl: 64,
             ip_id: 0,
@@ -1368,6 +1378,7 @@ mod tests {
                     payload_len: len,
                     captured_payload_len: if r & 32 == 0 { len } else { len / 2 },
                     ip_payload_len: len,
+                    checksum: Default::default(),
                     ip_len: 40 + len,
                     ttl: 64,
                     ip_id: 0,
