@@ -234,3 +234,23 @@ fn empty_capture_is_not_an_error() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(read_dataset(&dir.path().join("out"), "flows").is_empty());
 }
+
+#[test]
+fn verify_checksums_marks_and_ignores_bad_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("badsum.pcap");
+    let mut syn = PacketBuilder::v4("198.18.0.1:40000", "198.18.0.2:80").flags(TcpFlags::SYN).seq(5).ethernet();
+    let last = syn.len() - 1;
+    syn[last - 4] ^= 0x5a; // inside the TCP header: the checksum no longer matches
+    write_ethernet_pcap(&path, &[(1_793_534_400_000_000_000, syn)]).unwrap();
+    let plain = dir.path().join("plain");
+    let run = analyze(&[&path], &plain, &[]);
+    assert!(run.status.success());
+    let rows = duckdb_query(&format!("SELECT history, orig_pkts, conn_state FROM {}", duckdb_dataset(&plain, "flows")));
+    assert_eq!(rows, vec![vec![Some("S".into()), Some("1".into()), Some("S0".into())]]);
+    let checked = dir.path().join("checked");
+    let run = analyze(&[&path], &checked, &["--verify-checksums"]);
+    assert!(run.status.success());
+    let rows = duckdb_query(&format!("SELECT history, orig_pkts, conn_state FROM {}", duckdb_dataset(&checked, "flows")));
+    assert_eq!(rows, vec![vec![Some("C".into()), Some("0".into()), Some("OTH".into())]]);
+}
