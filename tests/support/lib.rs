@@ -197,3 +197,53 @@ pub fn sh(args: &[&str]) {
 pub fn tool_available(name: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success())
 }
+
+/// Two namespaces joined by a veth pair: the client side has 198.18.0.1/24, the server side
+/// 198.18.0.2/24, both links and loopback up.
+pub struct VethPair {
+    /// The client's namespace.
+    pub client_ns: String,
+    /// The server's namespace.
+    pub server_ns: String,
+    /// The client's veth device.
+    pub client_dev: String,
+    /// The server's veth device.
+    pub server_dev: String,
+}
+
+impl NamespaceLab {
+    /// Creates a [`VethPair`] whose names start with `prefix` (unique per test), removed when the
+    /// lab is dropped. `None`, after a visible SKIPPED line, when not root or a tool is missing.
+    pub fn veth_pair(prefix: &str, tools: &[&str]) -> Option<(NamespaceLab, VethPair)> {
+        let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let missing: Vec<&str> = ["ip"].iter().chain(tools).copied().filter(|t| !tool_available(t)).collect();
+        if !is_root || !missing.is_empty() {
+            eprintln!("SKIPPED namespace test {prefix}: needs root and {}", ["ip"].iter().chain(tools).copied().collect::<Vec<_>>().join(", "));
+            return None;
+        }
+        let tag = std::process::id();
+        let mut lab = NamespaceLab::default();
+        let pair = VethPair {
+            client_ns: format!("tcpscope-{prefix}c{tag}"),
+            server_ns: format!("tcpscope-{prefix}s{tag}"),
+            client_dev: format!("t{prefix}c{tag}").chars().take(15).collect(),
+            server_dev: format!("t{prefix}s{tag}").chars().take(15).collect(),
+        };
+        for ns in [&pair.client_ns, &pair.server_ns] {
+            sh(&["ip", "netns", "add", ns]);
+            lab.namespaces.push(ns.clone());
+        }
+        sh(&[
+            "ip", "link", "add", &pair.client_dev, "netns", &pair.client_ns, "type", "veth", "peer", "name",
+            &pair.server_dev, "netns", &pair.server_ns,
+        ]);
+        for (ns, dev, addr) in
+            [(&pair.client_ns, &pair.client_dev, "198.18.0.1/24"), (&pair.server_ns, &pair.server_dev, "198.18.0.2/24")]
+        {
+            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        Some((lab, pair))
+    }
+}

@@ -182,7 +182,7 @@ fn diagnostics_dump() {
 
 // ---- Recorded traffic: two network namespaces joined by a veth pair ------------------------
 
-use tcpscope_tests::{sh, tool_available, NamespaceLab as Lab};
+use tcpscope_tests::{sh, NamespaceLab as Lab};
 
 const SERVER: &str = r#"
 import socket, time
@@ -230,26 +230,9 @@ for sock in (a, b):
 
 /// Records the keep-alive-timeout and half-open stories between two namespaces.
 fn record_silent_peer(dir: &Path) -> Option<(PathBuf, Lab)> {
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !is_root || !tool_available("ip") || !tool_available("tcpdump") || !tool_available("python3") {
-        eprintln!("SKIPPED namespace recording: needs root, ip, tcpdump and python3");
-        return None;
-    }
-    let tag = std::process::id();
-    let (client_ns, server_ns) = (format!("tcpscope-c{tag}"), format!("tcpscope-s{tag}"));
-    let mut lab = Lab::default();
-    for ns in [&client_ns, &server_ns] {
-        sh(&["ip", "netns", "add", ns]);
-        lab.namespaces.push(ns.clone());
-    }
-    let (veth_c, veth_s) = (format!("tsc{tag}"), format!("tss{tag}"));
-    let (veth_c, veth_s) = (&veth_c[..veth_c.len().min(15)], &veth_s[..veth_s.len().min(15)]);
-    sh(&["ip", "link", "add", veth_c, "netns", &client_ns, "type", "veth", "peer", "name", veth_s, "netns", &server_ns]);
-    for (ns, dev, addr) in [(&client_ns, veth_c, "198.18.0.1/24"), (&server_ns, veth_s, "198.18.0.2/24")] {
-        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
+    let (mut lab, pair) = Lab::veth_pair("d", &["tcpdump", "python3"])?;
+    let (client_ns, server_ns) = (pair.client_ns.clone(), pair.server_ns.clone());
+    let veth_c = pair.client_dev.as_str();
     let capture = dir.join("silent_peer.pcap");
     let mut tcpdump = Command::new("ip")
         .args(["netns", "exec", &client_ns, "tcpdump", "-i", veth_c, "-U", "-n", "-c", "200", "-w"])

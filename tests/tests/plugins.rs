@@ -829,7 +829,7 @@ fn detectors_on_the_corpus_fire_only_where_the_behaviour_is() {
 
 // ---- traffic recorded between two network namespaces (root only) ----
 
-use tcpscope_tests::{sh, tool_available, NamespaceLab as Lab};
+use tcpscope_tests::NamespaceLab as Lab;
 
 /// Echoes on 198.18.0.2:8080 for 20 s at most; every other port is closed.
 const NS_SERVER: &str = r#"
@@ -885,26 +885,9 @@ print("done", flush=True)
 
 /// Records the scenario above; `None` (with a visible skip message) without root or tools.
 fn record_attacks(dir: &Path) -> Option<PathBuf> {
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !is_root || !tool_available("ip") || !tool_available("tcpdump") || !tool_available("python3") {
-        eprintln!("SKIPPED namespace recording: needs root, ip, tcpdump and python3");
-        return None;
-    }
-    let tag = std::process::id();
-    let (client_ns, server_ns) = (format!("tcpscope-pc{tag}"), format!("tcpscope-ps{tag}"));
-    let mut lab = Lab::default();
-    for ns in [&client_ns, &server_ns] {
-        sh(&["ip", "netns", "add", ns]);
-        lab.namespaces.push(ns.clone());
-    }
-    let (veth_c, veth_s) = (format!("tpc{tag}"), format!("tps{tag}"));
-    let (veth_c, veth_s) = (&veth_c[..veth_c.len().min(15)], &veth_s[..veth_s.len().min(15)]);
-    sh(&["ip", "link", "add", veth_c, "netns", &client_ns, "type", "veth", "peer", "name", veth_s, "netns", &server_ns]);
-    for (ns, dev, addr) in [(&client_ns, veth_c, "198.18.0.1/24"), (&server_ns, veth_s, "198.18.0.2/24")] {
-        sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
+    let (mut lab, pair) = Lab::veth_pair("p", &["tcpdump", "python3"])?;
+    let (client_ns, server_ns) = (pair.client_ns.clone(), pair.server_ns.clone());
+    let veth_c = pair.client_dev.as_str();
     let capture = dir.join("attacks.pcap");
     let tcpdump = Command::new("ip")
         .args(["netns", "exec", &client_ns, "tcpdump", "-i", veth_c, "-U", "-n", "-c", "5000", "-w"])
