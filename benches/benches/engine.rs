@@ -103,14 +103,11 @@ fn realistic_mix() -> Vec<Segment> {
         .collect()
 }
 
-/// `ENGINE_PASSES=N ENGINE_PART=engine|analysis|diagnostics` runs N plain passes and exits, for
-/// `perf stat -e instructions` (instruction counts do not suffer from a loaded machine the way
-/// times do): instructions per segment = (count(N) − count(0)) / (N × segments).
-fn plain_passes(segments: &[Segment]) {
-    let Some(passes) = std::env::var("ENGINE_PASSES").ok().and_then(|v| v.parse::<u32>().ok()) else { return };
-    let part = std::env::var("ENGINE_PART").unwrap_or_else(|_| "engine".into());
+/// Each segment's flow number (in order of first appearance) and direction, and the flow count:
+/// the flow lookup done once, so the analysis-only benches measure the analysis alone.
+fn route(segments: &[Segment]) -> (Vec<(usize, Direction)>, usize) {
     let mut index = std::collections::HashMap::new();
-    let routed: Vec<(usize, Direction)> = segments
+    let routed = segments
         .iter()
         .map(|s| {
             let (key, side) = FlowKey::of(s);
@@ -119,6 +116,16 @@ fn plain_passes(segments: &[Segment]) {
             (i, if side == orig_side { Direction::Orig } else { Direction::Resp })
         })
         .collect();
+    (routed, index.len())
+}
+
+/// `ENGINE_PASSES=N ENGINE_PART=engine|analysis|diagnostics` runs N plain passes and exits, for
+/// `perf stat -e instructions` (instruction counts do not suffer from a loaded machine the way
+/// times do): instructions per segment = (count(N) − count(0)) / (N × segments).
+fn plain_passes(segments: &[Segment]) {
+    let Some(passes) = std::env::var("ENGINE_PASSES").ok().and_then(|v| v.parse::<u32>().ok()) else { return };
+    let part = std::env::var("ENGINE_PART").unwrap_or_else(|_| "engine".into());
+    let (routed, flows) = route(segments);
     let mut events = 0usize;
     for _ in 0..passes {
         match part.as_str() {
@@ -133,8 +140,8 @@ fn plain_passes(segments: &[Segment]) {
             _ => {
                 let limits = AnalysisLimits::default();
                 let diag_config = DiagnosticsConfig::default();
-                let mut analyses = vec![SequenceAnalysis::new(); index.len()];
-                let mut diagnostics = vec![Diagnostics::new(); index.len()];
+                let mut analyses = vec![SequenceAnalysis::new(); flows];
+                let mut diagnostics = vec![Diagnostics::new(); flows];
                 let mut out = Vec::new();
                 for (s, &(i, dir)) in segments.iter().zip(&routed) {
                     let a = analyses[i].on_segment(s, dir, 1, &limits, &mut out);
@@ -194,17 +201,7 @@ fn bench_engine(c: &mut Criterion) {
         })
     });
     // The per-packet analysis alone (flow lookup done beforehand), to see its share.
-    let mut index = std::collections::HashMap::new();
-    let routed: Vec<(usize, Direction)> = segments
-        .iter()
-        .map(|s| {
-            let (key, side) = FlowKey::of(s);
-            let next = index.len();
-            let (i, orig_side) = *index.entry(key).or_insert((next, side));
-            (i, if side == orig_side { Direction::Orig } else { Direction::Resp })
-        })
-        .collect();
-    let flows = index.len();
+    let (routed, flows) = route(&segments);
     group.bench_function("analysis_only_per_segment", |b| {
         b.iter_custom(|iterations| {
             let mut total = std::time::Duration::ZERO;

@@ -6,23 +6,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tcpscope::tcp::{EngineConfig, Event, EventKind};
 
-const DIAGNOSTICS: [EventKind; 9] = [
-    EventKind::ConnectionRefused,
-    EventKind::ConnectionReset,
-    EventKind::HandshakeTimeout,
-    EventKind::HalfOpen,
-    EventKind::RtoBackoff,
-    EventKind::ZeroWindowStall,
-    EventKind::KeepAliveTimeout,
-    EventKind::InvalidFlags,
-    EventKind::MidstreamStart,
-];
-
 fn run(path: &Path, config: EngineConfig) -> Vec<Event> {
     tcpscope_tests::engine_over_capture(path, config)
         .events
         .into_iter()
-        .filter(|e| DIAGNOSTICS.iter().any(|k| e.is(*k)))
+        .filter(|e| EventKind::DIAGNOSTICS.iter().any(|k| e.is(*k)))
         .collect()
 }
 

@@ -138,19 +138,6 @@ impl StableHasher {
     pub fn write_u64(&mut self, word: u64) {
         self.state = mix(self.state ^ word.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     }
-    /// Mixes in an address and a port.
-    #[inline]
-    pub fn write_endpoint(&mut self, (ip, port): (IpAddr, u16)) {
-        match ip {
-            IpAddr::V4(v4) => self.write_u64(u32::from(v4) as u64 | (4 << 48)),
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                self.write_u64(bits as u64);
-                self.write_u64((bits >> 64) as u64);
-            }
-        }
-        self.write_u64(port as u64);
-    }
     /// The hash.
     #[inline]
     pub fn finish(&self) -> u64 {

@@ -112,6 +112,20 @@ impl EventKind {
         EventKind::MidstreamStart,
     ];
 
+    /// The connection diagnostics: one event per connection and story, beyond Wireshark's
+    /// per-packet verdicts.
+    pub const DIAGNOSTICS: [EventKind; 9] = [
+        EventKind::ConnectionRefused,
+        EventKind::ConnectionReset,
+        EventKind::HandshakeTimeout,
+        EventKind::HalfOpen,
+        EventKind::RtoBackoff,
+        EventKind::ZeroWindowStall,
+        EventKind::KeepAliveTimeout,
+        EventKind::InvalidFlags,
+        EventKind::MidstreamStart,
+    ];
+
     /// The name written to the `kind` column.
     pub fn as_str(self) -> &'static str {
         match self {
