@@ -21,7 +21,9 @@ use crate::time::Timestamp;
 use analysis::AnalysisLimits;
 use diagnostics::DiagnosticsConfig;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use hashbrown::HashTable;
+use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
 
 /// Engine settings; every duration is packet time in nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,9 +115,12 @@ pub struct Engine {
     /// Boxed so the slab stays small and growing it never copies connection state.
     slots: Vec<Option<Box<Connection>>>,
     free_slots: Vec<u32>,
+    /// Slot of each live connection, found by its key's hash. The table holds only slot numbers
+    /// (the key lives in the connection), so a million flows cost 10 MB here rather than 170.
+    index: HashTable<u32>,
     /// Flow keys are chosen by whoever sends packets: foldhash with a per-table random seed is
     /// fast and resists collision flooding (output order never depends on it).
-    index: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
     /// One entry per live connection: (deadline, slot, generation). Entries may be stale (a
     /// later packet moved the deadline); they are re-checked when popped.
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -137,7 +142,8 @@ impl Engine {
             now: Timestamp::ZERO,
             slots: Vec::new(),
             free_slots: Vec::new(),
-            index: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
             timers: BinaryHeap::new(),
             idle_order: None,
             generation: 0,
@@ -182,7 +188,10 @@ impl Engine {
         }
         self.advance_time(seg.ts);
         let (key, side) = FlowKey::of(seg);
-        let slot = match self.index.get(&key) {
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let found = self.index.find(hash, |&s| slots[s as usize].as_ref().is_some_and(|c| *c.key() == key));
+        let slot = match found {
             Some(&slot) => {
                 let conn = self.slots[slot as usize].as_mut().expect("indexed slot is live");
                 let dir = conn.direction_of(side);
@@ -190,7 +199,7 @@ impl Engine {
                     let old = self.remove(slot);
                     let previous = old.first_packet();
                     self.finish_connection(old, CloseReason::PortReuse);
-                    let slot = self.insert(key, seg, side);
+                    let slot = self.insert(key, hash, seg, side);
                     let conn = self.slots[slot as usize].as_mut().expect("just inserted");
                     conn.mark_port_reuse(previous);
                     slot
@@ -202,7 +211,7 @@ impl Engine {
                 if self.index.len() >= self.config.max_flows.max(1) {
                     self.evict_one();
                 }
-                self.insert(key, seg, side)
+                self.insert(key, hash, seg, side)
             }
         };
         let config = &self.config;
@@ -287,7 +296,7 @@ impl Engine {
         drain(&mut self.output);
     }
 
-    fn insert(&mut self, key: FlowKey, seg: &Segment, side: crate::flow::Side) -> u32 {
+    fn insert(&mut self, key: FlowKey, hash: u64, seg: &Segment, side: crate::flow::Side) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         let conn = Box::new(Connection::new(key, seg, side, self.generation));
         let deadline = conn.deadline(&self.config);
@@ -301,7 +310,8 @@ impl Engine {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, slot);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, slot, |&s| hasher.hash_one(slots[s as usize].as_ref().expect("indexed slot is live").key()));
         self.timers.push(Reverse((deadline.as_nanos(), slot, self.generation)));
         if let Some(idle) = self.idle_order.as_mut() {
             idle.push(Reverse((seg.ts.as_nanos(), slot, self.generation)));
@@ -312,7 +322,9 @@ impl Engine {
 
     fn remove(&mut self, slot: u32) -> Box<Connection> {
         let conn = self.slots[slot as usize].take().expect("removing a live slot");
-        self.index.remove(conn.key());
+        if let Ok(entry) = self.index.find_entry(self.hasher.hash_one(conn.key()), |&s| s == slot) {
+            entry.remove();
+        }
         self.free_slots.push(slot);
         conn
     }

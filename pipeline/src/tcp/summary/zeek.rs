@@ -17,6 +17,7 @@
 //! Not modelled: `X` (analyzer limits), deferred closes while reassembled data
 //! is pending, and application analyzers that make Zeek skip a connection.
 
+use compact_str::CompactString;
 use crate::decode::{Segment, TcpFlags};
 use crate::flow::Direction;
 use crate::time::Timestamp;
@@ -343,7 +344,8 @@ pub struct ZeekConnection {
     ep: [Endpoint; 2],
     /// Physical index of Zeek's current originator.
     zeek_orig: usize,
-    history: String,
+    /// Inline up to 24 letters (almost every connection): no heap block per flow.
+    history: CompactString,
     hist_seen: u32,
     is_partial: bool,
     first_packet_seen: u8,
@@ -357,7 +359,7 @@ impl ZeekConnection {
         let mut zc = ZeekConnection {
             ep: [Endpoint::default(), Endpoint::default()],
             zeek_orig: dir.index(),
-            history: String::new(),
+            history: CompactString::const_new(""),
             hist_seen: 0,
             is_partial: false,
             first_packet_seen: 0,
@@ -492,7 +494,7 @@ impl ZeekConnection {
         if (code == 'A' || code == 'D') && self.history == "H" {
             // A connection that began with a SYN/ACK now carries productive traffic: flip it.
             self.flip_roles();
-            self.history = "^h".to_owned();
+            self.history = CompactString::const_new("^h");
             self.set_first_packet_seen(true);
         }
         let (mask, code) =
