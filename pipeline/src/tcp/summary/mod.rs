@@ -6,7 +6,7 @@ pub mod zeek;
 
 use crate::decode::Segment;
 use crate::flow::Direction;
-use crate::tcp::analysis::PacketAnalysis;
+use crate::tcp::analysis::{AnalysisFlags, PacketAnalysis};
 use crate::tcp::events::EventKind;
 use crate::time::Timestamp;
 use rtt::RttSketch;
@@ -133,10 +133,73 @@ pub struct DirectionMetrics {
     pub missed_bytes: u64,
 }
 
-impl DirectionMetrics {
+/// The per-direction counters every packet touches: kept inline in each connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct HotMetrics {
+    pkts: u64,
+    ip_bytes: u64,
+    payload_bytes: u64,
+    unique_bytes: u64,
+    /// Sequence number one past the highest payload byte seen.
+    high_seq: Option<u32>,
+    max_bytes_in_flight: u32,
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+    sack_permitted: bool,
+    timestamps: bool,
+}
+
+/// The per-direction counters of trouble. Most connections never need them, so they live in a
+/// box made by the first packet that does (a retransmission, a zero window, ...): per-flow memory
+/// stays small with millions of flows open.
+#[derive(Clone, Copy, Debug, Default)]
+struct TroubleMetrics {
+    retransmissions: u64,
+    fast_retransmissions: u64,
+    spurious_retransmissions: u64,
+    out_of_order: u64,
+    lost_segments: u64,
+    acked_unseen: u64,
+    duplicate_acks: u64,
+    zero_windows: u64,
+    zero_window_probes: u64,
+    keep_alives: u64,
+    window_full: u64,
+    zero_window_stall_ns: i64,
+    rtt_ambiguous_acks: u64,
+    /// Since when this direction has been advertising a zero window.
+    zero_window_since: Option<Timestamp>,
+}
+
+/// The verdicts [`TroubleMetrics`] counts.
+const TROUBLE_KINDS: [EventKind; 11] = [
+    EventKind::Retransmission,
+    EventKind::FastRetransmission,
+    EventKind::SpuriousRetransmission,
+    EventKind::OutOfOrder,
+    EventKind::PreviousSegmentNotCaptured,
+    EventKind::AckedUnseenSegment,
+    EventKind::DuplicateAck,
+    EventKind::ZeroWindow,
+    EventKind::ZeroWindowProbe,
+    EventKind::KeepAlive,
+    EventKind::WindowFull,
+];
+
+const fn trouble_mask() -> u32 {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < TROUBLE_KINDS.len() {
+        mask |= AnalysisFlags::bit(TROUBLE_KINDS[i]);
+        i += 1;
+    }
+    mask
+}
+const TROUBLE_MASK: u32 = trouble_mask();
+
+impl TroubleMetrics {
     /// Counts one packet's verdicts.
-    pub fn count_flags(&mut self, analysis: &PacketAnalysis) {
-        let f = analysis.flags;
+    fn count_flags(&mut self, f: AnalysisFlags) {
         self.retransmissions += f.has(EventKind::Retransmission) as u64;
         self.fast_retransmissions += f.has(EventKind::FastRetransmission) as u64;
         self.spurious_retransmissions += f.has(EventKind::SpuriousRetransmission) as u64;
@@ -148,9 +211,6 @@ impl DirectionMetrics {
         self.zero_window_probes += f.has(EventKind::ZeroWindowProbe) as u64;
         self.keep_alives += f.has(EventKind::KeepAlive) as u64;
         self.window_full += f.has(EventKind::WindowFull) as u64;
-        if let Some(bif) = analysis.bytes_in_flight {
-            self.max_bytes_in_flight = self.max_bytes_in_flight.max(bif as u64);
-        }
     }
 }
 
@@ -213,16 +273,14 @@ impl FlowRecord {
 /// Accumulates a connection's summary as packets arrive.
 #[derive(Clone, Debug, Default)]
 pub struct FlowSummary {
-    metrics: [DirectionMetrics; 2],
+    metrics: [HotMetrics; 2],
+    /// Counters of trouble, per direction, boxed on first use.
+    trouble: Option<Box<[TroubleMetrics; 2]>>,
     zeek: Option<ZeekConnection>,
     first_syn: Option<Timestamp>,
     first_synack: Option<Timestamp>,
     handshake_ack: Option<Timestamp>,
     rtt: [RttSketch; 2],
-    /// Sequence number one past the highest payload byte seen, per direction.
-    high_seq: [Option<u32>; 2],
-    /// Since when each direction has been advertising a zero window.
-    zero_window_since: [Option<Timestamp>; 2],
     /// Start of a pending connection attempt (the originator's first SYN), until it is answered
     /// or its timer has run.
     attempt_start: Option<Timestamp>,
@@ -250,7 +308,9 @@ impl FlowSummary {
             m.pkts += 1;
             m.ip_bytes += seg.ip_len as u64;
             m.payload_bytes += seg.payload_len as u64;
-            m.count_flags(analysis);
+            if let Some(bif) = analysis.bytes_in_flight {
+                m.max_bytes_in_flight = m.max_bytes_in_flight.max(bif);
+            }
             if seg.options.timestamps.is_some() {
                 m.timestamps = true;
             }
@@ -260,13 +320,16 @@ impl FlowSummary {
                 m.sack_permitted |= seg.options.sack_permitted;
             }
         }
+        if analysis.flags.0 & TROUBLE_MASK != 0 {
+            self.trouble_mut()[d].count_flags(analysis.flags);
+        }
         self.count_unique_bytes(seg, d, analysis);
         self.track_zero_window(seg, d);
         if let Some((data_dir, ns, karn_ok)) = analysis.rtt_sample {
             if karn_ok {
                 self.rtt[data_dir.index()].add(ns);
             } else {
-                self.metrics[data_dir.index()].rtt_ambiguous_acks += 1;
+                self.trouble_mut()[data_dir.index()].rtt_ambiguous_acks += 1;
             }
         }
 
@@ -304,6 +367,10 @@ impl FlowSummary {
         }
     }
 
+    fn trouble_mut(&mut self) -> &mut [TroubleMetrics; 2] {
+        self.trouble.get_or_insert_with(Default::default)
+    }
+
     fn count_unique_bytes(&mut self, seg: &Segment, d: usize, analysis: &PacketAnalysis) {
         if seg.payload_len == 0 || seg.flags.rst() {
             return;
@@ -311,10 +378,10 @@ impl FlowSummary {
         let start = seg.seq.wrapping_add(seg.flags.syn() as u32);
         let end = start.wrapping_add(seg.payload_len);
         let m = &mut self.metrics[d];
-        match self.high_seq[d] {
+        match m.high_seq {
             None => {
                 m.unique_bytes += seg.payload_len as u64;
-                self.high_seq[d] = Some(end);
+                m.high_seq = Some(end);
             }
             Some(high) => {
                 let beyond = end.wrapping_sub(high) as i32;
@@ -324,7 +391,7 @@ impl FlowSummary {
                     let below = (seg.payload_len as i64 - beyond as i64).max(0) as u64;
                     let fills_hole = analysis.flags.has(EventKind::OutOfOrder);
                     m.unique_bytes += beyond as u64 + if fills_hole { below } else { 0 };
-                    self.high_seq[d] = Some(end);
+                    m.high_seq = Some(end);
                 } else if analysis.flags.has(EventKind::OutOfOrder) {
                     m.unique_bytes += seg.payload_len as u64;
                 }
@@ -337,9 +404,11 @@ impl FlowSummary {
             return;
         }
         if seg.window == 0 {
-            self.zero_window_since[d].get_or_insert(seg.ts);
-        } else if let Some(since) = self.zero_window_since[d].take() {
-            self.metrics[d].zero_window_stall_ns += seg.ts.saturating_since(since) as i64;
+            self.trouble_mut()[d].zero_window_since.get_or_insert(seg.ts);
+        } else if let Some(t) = &mut self.trouble {
+            if let Some(since) = t[d].zero_window_since.take() {
+                t[d].zero_window_stall_ns += seg.ts.saturating_since(since) as i64;
+            }
         }
     }
 
@@ -388,13 +457,38 @@ impl FlowSummary {
         vlan: Option<u16>,
         close_reason: CloseReason,
     ) -> FlowRecord {
-        let mut metrics = self.metrics;
-        for (d, m) in metrics.iter_mut().enumerate() {
-            if let Some(since) = self.zero_window_since[d] {
-                m.zero_window_stall_ns += ts_end.saturating_since(since) as i64;
+        let trouble = self.trouble.as_deref().copied().unwrap_or_default();
+        let mut metrics = [0, 1].map(|d| {
+            let (h, t) = (&self.metrics[d], &trouble[d]);
+            DirectionMetrics {
+                pkts: h.pkts,
+                ip_bytes: h.ip_bytes,
+                payload_bytes: h.payload_bytes,
+                unique_bytes: h.unique_bytes,
+                seq_bytes: 0,
+                retransmissions: t.retransmissions,
+                fast_retransmissions: t.fast_retransmissions,
+                spurious_retransmissions: t.spurious_retransmissions,
+                out_of_order: t.out_of_order,
+                lost_segments: t.lost_segments,
+                acked_unseen: t.acked_unseen,
+                duplicate_acks: t.duplicate_acks,
+                zero_windows: t.zero_windows,
+                zero_window_probes: t.zero_window_probes,
+                zero_window_stall_ns: t.zero_window_stall_ns
+                    + t.zero_window_since.map_or(0, |since| ts_end.saturating_since(since) as i64),
+                keep_alives: t.keep_alives,
+                window_full: t.window_full,
+                mss: h.mss,
+                window_scale: h.window_scale,
+                sack_permitted: h.sack_permitted,
+                timestamps: h.timestamps,
+                max_bytes_in_flight: h.max_bytes_in_flight as u64,
+                rtt: self.rtt[d].stats(),
+                rtt_ambiguous_acks: t.rtt_ambiguous_acks,
+                missed_bytes: 0,
             }
-            m.rtt = self.rtt[d].stats();
-        }
+        });
         let (mut orig, mut resp) = (orig, resp);
         let mut missed_bytes = 0;
         if let Some(z) = &self.zeek {

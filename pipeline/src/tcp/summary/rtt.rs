@@ -10,12 +10,23 @@ const BUCKETS: usize = 113;
 const BASE_NS: f64 = 1_000.0;
 
 /// The sketch of one direction's RTT samples. Its size never grows with the number of samples.
+///
+/// One lives in each direction of every tracked connection, so the inline part is 32 bytes:
+/// count, sum, min and max. The exact samples (and later the histogram) are boxed on the second
+/// sample; with one sample, min is that sample.
 #[derive(Clone, Debug, Default)]
 pub struct RttSketch {
     count: u64,
-    sum_ns: u128,
+    /// Saturating: 2^64 ns is 584 years of summed round trips.
+    sum_ns: u64,
     min_ns: u64,
     max_ns: u64,
+    spill: Option<Box<Spill>>,
+}
+
+/// The samples beyond the first, for percentiles.
+#[derive(Clone, Debug)]
+struct Spill {
     exact: [u64; EXACT],
     histogram: Option<Box<[u32; BUCKETS]>>,
 }
@@ -40,27 +51,34 @@ fn bucket_value(b: usize) -> f64 {
 impl RttSketch {
     /// Adds one sample.
     pub fn add(&mut self, ns: u64) {
-        if self.count == 0 || ns < self.min_ns {
+        if self.count == 0 {
             self.min_ns = ns;
-        }
-        if ns > self.max_ns {
-            self.max_ns = ns;
-        }
-        if (self.count as usize) < EXACT {
-            self.exact[self.count as usize] = ns;
         } else {
-            let h = self.histogram.get_or_insert_with(|| {
-                let mut h = Box::new([0u32; BUCKETS]);
-                for &v in &self.exact {
-                    h[bucket_of(v)] += 1;
-                }
-                h
+            let first = self.min_ns;
+            let spill = self.spill.get_or_insert_with(|| {
+                let mut exact = [0; EXACT];
+                exact[0] = first;
+                Box::new(Spill { exact, histogram: None })
             });
-            let b = bucket_of(ns);
-            h[b] = h[b].saturating_add(1);
+            if (self.count as usize) < EXACT {
+                spill.exact[self.count as usize] = ns;
+            } else {
+                let exact = &spill.exact;
+                let h = spill.histogram.get_or_insert_with(|| {
+                    let mut h = Box::new([0u32; BUCKETS]);
+                    for &v in exact {
+                        h[bucket_of(v)] += 1;
+                    }
+                    h
+                });
+                let b = bucket_of(ns);
+                h[b] = h[b].saturating_add(1);
+            }
+            self.min_ns = self.min_ns.min(ns);
         }
+        self.max_ns = self.max_ns.max(ns);
         self.count += 1;
-        self.sum_ns += ns as u128;
+        self.sum_ns = self.sum_ns.saturating_add(ns);
     }
 
     /// Number of samples.
@@ -74,10 +92,14 @@ impl RttSketch {
             return None;
         }
         let rank = ((p * self.count as f64).ceil() as u64).clamp(1, self.count);
-        match &self.histogram {
+        let spill = match &self.spill {
+            None => return Some(self.min_ns),
+            Some(spill) => spill,
+        };
+        match &spill.histogram {
             None => {
-                let mut v: Vec<u64> = self.exact[..self.count as usize].to_vec();
-                v.sort_unstable();
+                let mut v = spill.exact;
+                v[..self.count as usize].sort_unstable();
                 Some(v[rank as usize - 1])
             }
             Some(h) => {
@@ -102,7 +124,7 @@ impl RttSketch {
         RttStats {
             samples: self.count,
             min_ns: Some(self.min_ns as i64),
-            mean_ns: Some((self.sum_ns / self.count as u128) as i64),
+            mean_ns: Some((self.sum_ns / self.count) as i64),
             max_ns: Some(self.max_ns as i64),
             p50_ns: self.quantile(0.5).map(|v| v as i64),
             p95_ns: self.quantile(0.95).map(|v| v as i64),
