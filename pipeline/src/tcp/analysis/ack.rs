@@ -3,7 +3,7 @@
 
 use super::state::DirectionState;
 use super::window::repeats_last_ack;
-use crate::decode::Segment;
+use crate::decode::{SackBlocks, Segment};
 use crate::tcp::seq::{seq_gt, seq_lt};
 
 /// Rule 9: a zero-length segment repeating the last ACK, window and sequence number.
@@ -46,7 +46,7 @@ pub(crate) fn bytes_in_flight(seg: &Segment, fwd: &DirectionState, rev: &Directi
         return None;
     }
     let mut in_flight = fwd.span_in_flight()?;
-    for &(l, r) in rev.sack.as_slice() {
+    for &(l, r) in rev.sack.as_deref().map_or(&[][..], SackBlocks::as_slice) {
         in_flight = in_flight.wrapping_sub(r.wrapping_sub(l));
     }
     if in_flight > 0 && in_flight < 2_000_000_000 {

@@ -284,7 +284,11 @@ impl SequenceAnalysis {
         // SACK blocks and options are dissected after the analysis in Wireshark.
         let mut sack = seg.options.sack;
         sack.count = sack.count.min(3);
-        fwd.sack = sack;
+        match &mut fwd.sack {
+            Some(kept) => **kept = sack,
+            None if sack.count > 0 => fwd.sack = Some(Box::new(sack)),
+            None => {}
+        }
         if let Some(shift) = seg.options.window_scale {
             fwd.win_scale = shift.min(14) as i8;
         }

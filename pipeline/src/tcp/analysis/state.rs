@@ -59,8 +59,9 @@ pub(crate) struct DirectionState {
     pub last_flags: AnalysisFlags,
     /// Whether bytes in flight may be computed (false after a gap until the peer ACKs).
     pub valid_bif: bool,
-    /// SACK blocks of the last packet in this direction (at most 3, as Wireshark 4.0 keeps).
-    pub sack: SackBlocks,
+    /// SACK blocks of the last packet in this direction (at most 3, as Wireshark 4.0 keeps),
+    /// boxed by the first packet that carries any: most connections never do.
+    pub sack: Option<Box<SackBlocks>>,
     /// Unacknowledged segments, oldest first.
     pub segments: VecDeque<Unacked>,
     /// Whether `segments` is sorted by sequence number without overlap (the common case), so an
@@ -92,7 +93,7 @@ impl Default for DirectionState {
             lastnondupack: 0,
             last_flags: AnalysisFlags(0),
             valid_bif: true,
-            sack: SackBlocks::default(),
+            sack: None,
             segments: VecDeque::new(),
             in_order: true,
             refused: 0,
@@ -114,10 +115,6 @@ impl DirectionState {
     #[inline]
     pub fn remember(&mut self, unacked: Unacked, limit: usize) -> bool {
         if self.segments.len() < limit {
-            if self.segments.capacity() == 0 {
-                // Most connections have a few segments in flight: skip the smallest growth steps.
-                self.segments.reserve(16.min(limit));
-            }
             match self.segments.back() {
                 Some(last) => {
                     if !seq_le(last.nextseq, unacked.seq) || !seq_le(unacked.seq, unacked.nextseq) {
@@ -158,9 +155,18 @@ impl DirectionState {
             self.in_order = true;
             return AckOutcome::default();
         }
-        if self.in_order {
-            return self.acknowledge_prefix(ack);
+        let outcome = if self.in_order { self.acknowledge_prefix(ack) } else { self.acknowledge_unordered(ack) };
+        if self.segments.is_empty() {
+            // Everything is acknowledged: give the buffer back, so that an idle connection (most
+            // of those open on a busy link) holds no heap memory for its segments.
+            self.segments = VecDeque::new();
+            self.in_order = true;
         }
+        outcome
+    }
+
+    /// The walk when the segments may be out of order or overlap.
+    fn acknowledge_unordered(&mut self, ack: u32) -> AckOutcome {
         let mut outcome = AckOutcome::default();
         let mut ambiguous = false;
         // Wireshark walks newest first and the last match wins: that is the oldest match.
@@ -183,9 +189,6 @@ impl DirectionState {
         });
         if let Some(m) = outcome.matched.as_mut() {
             m.2 = ambiguous;
-        }
-        if self.segments.is_empty() {
-            self.in_order = true;
         }
         outcome
     }
