@@ -210,16 +210,17 @@ impl Connection {
         }
         if let Some(d) = self.diagnostics.deadline(&config.diagnostics) {
             if now >= d {
-                self.diagnostics.on_timeout(now, self.flow_id, &config.diagnostics, events);
+                let endpoints = [self.endpoint(Direction::Orig), self.endpoint(Direction::Resp)];
+                self.diagnostics.on_timeout(now, self.flow_id, &endpoints, &config.diagnostics, events);
             }
         }
         TimerOutcome::Reschedule(self.deadline(config))
     }
 
     pub(crate) fn finish(&mut self, reason: CloseReason, config: &EngineConfig, events: &mut Vec<Event>) -> FlowRecord {
-        self.diagnostics.on_flow_end(self.last_ts, reason, self.flow_id, &config.diagnostics, events);
         let orig = self.endpoint(Direction::Orig);
         let resp = self.endpoint(Direction::Resp);
+        self.diagnostics.on_flow_end(self.last_ts, reason, self.flow_id, &[orig, resp], &config.diagnostics, events);
         self.summary.finish(
             self.first_ts,
             self.last_ts,

@@ -17,6 +17,10 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+/// The originator's (address, port) and the responder's, indexed by [`Direction::index`]: what
+/// fills the addresses of events not tied to one packet.
+pub type Endpoints = [(IpAddr, u16); 2];
+
 /// Thresholds of the diagnostics, all in packet time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiagnosticsConfig {
@@ -44,8 +48,7 @@ impl Default for DiagnosticsConfig {
 /// Intervals kept for the `details` of a story (later ones are counted, not listed).
 const MAX_INTERVALS: usize = 10;
 
-/// A short list of intervals in microseconds, without heap allocation (kept small: one lives
-/// in every connection).
+/// A short list of intervals in microseconds, without heap allocation of its own.
 #[derive(Clone, Copy, Debug, Default)]
 struct Intervals {
     len: u8,
@@ -102,50 +105,152 @@ struct KeepAliveRun {
     first_ts: u64,
 }
 
-/// Packets one side sent since the other side's last packet.
-#[derive(Clone, Copy, Debug, Default)]
-struct Silence {
-    count: u32,
-    first_packet: u64,
-    first_ts: u64,
+/// The state of the rarer stories. Boxed and created only when a packet starts one of them (a
+/// second SYN, a timeout retransmission, a zero window, a keep-alive, a side's packet earlier
+/// than its previous one which was the flow's latest): most connections never need it, and
+/// leaving it out keeps the per-flow memory small. Code that only reads it takes a missing box
+/// as all defaults.
+#[derive(Clone, Debug, Default)]
+struct Cold {
+    /// SYNs from the originator once there are two or more (0 until then: see `SYN_SENT`).
+    syns_sent: u32,
+    /// Time of the latest SYN once there are two or more.
+    last_syn_ts: u64,
+    /// Intervals between successive SYNs.
+    syn_intervals: Intervals,
+    /// The flow's latest packet time when neither side's `last_ts_dir` holds it any more.
+    latest_ts: u64,
+    /// RTO backoff per direction.
+    backoff: [Backoff; 2],
+    /// Zero-window stall per direction.
+    stall: [Stall; 2],
+    /// Unanswered keep-alives per direction.
+    keep_alive: [KeepAliveRun; 2],
 }
 
-/// Per-connection diagnostic state.
+/// Yes/no state of a connection in one word (one lives in every connection).
+#[derive(Clone, Copy, Debug, Default)]
+struct Flags(u16);
+
+impl Flags {
+    /// The originator has sent a SYN (`first_syn_*` are set).
+    const SYN_SENT: u16 = 1 << 0;
+    /// A packet from the originator was seen (`last_ts_dir[0]` is set); `<< 1` for the
+    /// responder: the responder has answered.
+    const SEEN: u16 = 1 << 1;
+    /// A packet from either side was seen.
+    const SEEN_ANY: u16 = Flags::SEEN | Flags::SEEN << 1;
+    /// The handshake was answered or timed out.
+    const HANDSHAKE_DECIDED: u16 = 1 << 3;
+    /// The handshake timer ran with nothing to decide yet (one SYN): no more timer for it.
+    const HANDSHAKE_TIMER_SPENT: u16 = 1 << 4;
+    /// The connection is established (a SYN/ACK, or mid-stream traffic).
+    const ESTABLISHED: u16 = 1 << 5;
+    /// The originator sent a FIN; `<< 1` for the responder.
+    const FIN: u16 = 1 << 6;
+    /// An RST was seen.
+    const RST_SEEN: u16 = 1 << 8;
+    /// A `half_open` event was emitted.
+    const HALF_OPEN_REPORTED: u16 = 1 << 9;
+    /// The silence run is the responder's (else the originator's).
+    const SILENCE_RESP: u16 = 1 << 10;
+    /// The latest data packet came from the responder (else from the originator).
+    const LAST_DATA_RESP: u16 = 1 << 11;
+
+    fn has(self, bit: u16) -> bool {
+        self.0 & bit != 0
+    }
+    fn set(&mut self, bit: u16, on: bool) {
+        if on {
+            self.0 |= bit;
+        } else {
+            self.0 &= !bit;
+        }
+    }
+    /// Whether the per-side `bit` (an originator's bit) is set for the side `dir`.
+    fn has_for(self, bit: u16, dir: Direction) -> bool {
+        self.has(bit << dir.index())
+    }
+    /// Sets the per-side `bit` (an originator's bit) for the side `dir`.
+    fn set_for(&mut self, bit: u16, dir: Direction) {
+        self.set(bit << dir.index(), true);
+    }
+}
+
+/// Per-connection diagnostic state: what every packet touches, inline; the rarer stories in a
+/// [`Cold`] box.
 #[derive(Clone, Debug, Default)]
 pub struct Diagnostics {
-    packets_seen: u64,
-    /// The input the connection came from (for events not tied to one packet).
+    /// The input the connection's first diagnosed packet came from (for events not tied to one
+    /// packet; it differs from the connection's first packet when that failed its checksum).
     source_index: u32,
-    /// Originator's (address, port) and responder's, from the first packet.
-    endpoints: Option<((IpAddr, u16), (IpAddr, u16))>,
-    syns_sent: u32,
+    /// Yes/no state.
+    flags: Flags,
+    /// Packet number of the first SYN (valid with `SYN_SENT`).
     first_syn_packet: u64,
-    first_syn_ts: Option<Timestamp>,
-    last_syn_ts: u64,
-    syn_intervals: Intervals,
-    /// The responder has sent something.
-    answered: bool,
-    handshake_decided: bool,
-    /// The handshake timer ran with nothing to decide yet (one SYN): no more timer for it.
-    handshake_timer_spent: bool,
-    established: bool,
+    /// Time of the first SYN (valid with `SYN_SENT`, else 0).
+    first_syn_ts: u64,
+    /// Packet number of the latest packet (0: none yet).
     last_packet: u64,
-    last_ts: u64,
-    last_ts_dir: [Option<u64>; 2],
-    last_data: Option<(Direction, u64, u64)>,
-    fin_seen: [bool; 2],
-    rst_seen: bool,
-    half_open_reported: bool,
-    silence: [Silence; 2],
-    backoff: [Backoff; 2],
-    stall: [Stall; 2],
-    keep_alive: [KeepAliveRun; 2],
+    /// Time of each side's latest packet (valid with its `SEEN` bit, else 0). With
+    /// `Cold::latest_ts` they give the flow's latest packet time.
+    last_ts_dir: [u64; 2],
+    /// Packet number of the latest data packet (0: none, which never matches `last_packet`
+    /// where it is compared; its side is `LAST_DATA_RESP`).
+    last_data_packet: u64,
+    /// Time of the latest data packet.
+    last_data_ts: u64,
+    /// Packets that need an answer one side (`SILENCE_RESP`) sent since the other side's last
+    /// packet (only one side's run can be open: a packet from the other side ends it).
+    silence_count: u32,
+    /// Packet number of the silence run's first packet (valid while `silence_count` is not 0).
+    silence_first_packet: u64,
+    /// Time of the silence run's first packet (valid while `silence_count` is not 0).
+    silence_first_ts: u64,
+    /// The rarer stories' state, created on first need.
+    cold: Option<Box<Cold>>,
+}
+
+/// The endpoints of `seg`'s connection, `seg` being sent in direction `dir`.
+fn endpoints_of(seg: &Segment, dir: Direction) -> Endpoints {
+    let (src, dst) = ((seg.src_ip, seg.src_port), (seg.dst_ip, seg.dst_port));
+    match dir {
+        Direction::Orig => [src, dst],
+        Direction::Resp => [dst, src],
+    }
 }
 
 impl Diagnostics {
     /// Fresh state.
     pub fn new() -> Self {
         Diagnostics::default()
+    }
+
+    /// The rarer stories' state, created on first need.
+    fn cold_mut(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
+    /// SYNs sent by the originator.
+    fn syns_sent(&self) -> u32 {
+        match &self.cold {
+            Some(c) if c.syns_sent >= 2 => c.syns_sent,
+            _ => self.flags.has(Flags::SYN_SENT) as u32,
+        }
+    }
+
+    /// Time of the latest SYN (0 before the first).
+    fn last_syn_ts(&self) -> u64 {
+        match &self.cold {
+            Some(c) if c.syns_sent >= 2 => c.last_syn_ts,
+            _ => self.first_syn_ts,
+        }
+    }
+
+    /// The flow's latest packet time (0 before the first packet).
+    fn last_ts(&self) -> u64 {
+        let cold = self.cold.as_ref().map_or(0, |c| c.latest_ts);
+        self.last_ts_dir[0].max(self.last_ts_dir[1]).max(cold)
     }
 
     /// Reacts to one packet (after its per-packet analysis).
@@ -162,16 +267,15 @@ impl Diagnostics {
         // packets reach past it.
         if let Some(deadline) = self.handshake_deadline(config) {
             if seg.ts >= deadline {
-                self.handshake_timeout(flow_id, out);
+                self.handshake_timeout(flow_id, &endpoints_of(seg, dir), out);
             }
         }
         let flags = seg.flags;
         let d = dir.index();
         let peer = dir.reverse().index();
         let now = seg.ts.as_nanos();
-        if self.packets_seen == 0 {
-            let (a, b) = ((seg.src_ip, seg.src_port), (seg.dst_ip, seg.dst_port));
-            self.endpoints = Some(if dir == Direction::Orig { (a, b) } else { (b, a) });
+        let first_packet = !self.flags.has(Flags::SEEN_ANY);
+        if first_packet {
             self.source_index = seg.source_index;
             if !flags.syn() {
                 out.push(
@@ -180,7 +284,6 @@ impl Diagnostics {
                 );
             }
         }
-        self.packets_seen += 1;
         let invalid = invalid_combination(flags);
         if let Some(combination) = invalid {
             out.push(
@@ -192,52 +295,63 @@ impl Diagnostics {
 
         // Handshake: SYNs from the originator, the first answer from the responder.
         if flags.pure_syn() && dir == Direction::Orig {
-            if self.syns_sent == 0 {
+            if !self.flags.has(Flags::SYN_SENT) {
+                self.flags.set(Flags::SYN_SENT, true);
                 self.first_syn_packet = seg.packet_number;
-                self.first_syn_ts = Some(seg.ts);
+                self.first_syn_ts = now;
             } else {
-                self.syn_intervals.push(now.saturating_sub(self.last_syn_ts));
+                let last = self.last_syn_ts();
+                let cold = self.cold_mut();
+                cold.syn_intervals.push(now.saturating_sub(last));
+                cold.syns_sent = cold.syns_sent.max(1).saturating_add(1);
+                cold.last_syn_ts = now;
             }
-            self.syns_sent = self.syns_sent.saturating_add(1);
-            self.last_syn_ts = now;
         }
-        if dir == Direction::Resp && !self.answered {
-            self.answered = true;
-            if flags.rst() && !flags.syn() && self.syns_sent > 0 && !self.handshake_decided {
-                let first = self.first_syn_ts.unwrap_or(seg.ts);
+        if dir == Direction::Resp && !self.flags.has_for(Flags::SEEN, Direction::Resp) {
+            // The first answer (its `SEEN` bit is set below, with its time).
+            let syns_sent = self.syns_sent();
+            if flags.rst() && !flags.syn() && syns_sent > 0 && !self.flags.has(Flags::HANDSHAKE_DECIDED) {
                 out.push(
                     Event::tcp_packet(EventKind::ConnectionRefused, seg, flow_id, dir)
-                        .with_count(self.syns_sent as u64)
+                        .with_count(syns_sent as u64)
                         .with_ref(self.first_syn_packet)
-                        .with_value_ns(seg.ts.saturating_since(first)),
+                        .with_value_ns(seg.ts.saturating_since(Timestamp(self.first_syn_ts))),
                 );
             }
-            self.handshake_decided = true;
+            self.flags.set(Flags::HANDSHAKE_DECIDED, true);
         }
         let valid = invalid.is_none();
-        if valid && (flags.syn_ack() || (!flags.syn() && !flags.rst() && self.packets_seen > 1 && self.syns_sent == 0)) {
-            self.established = true;
+        if valid
+            && (flags.syn_ack() || (!flags.syn() && !flags.rst() && !first_packet && !self.flags.has(Flags::SYN_SENT)))
+        {
+            self.flags.set(Flags::ESTABLISHED, true);
         }
+        let fin_seen = [Direction::Orig, Direction::Resp].map(|x| self.flags.has_for(Flags::FIN, x));
 
         // Resets and half-open connections.
-        if valid && flags.rst() && !self.rst_seen && self.last_packet != 0 {
-            self.rst_seen = true;
-            if self.established {
+        if valid && flags.rst() && !self.flags.has(Flags::RST_SEEN) && self.last_packet != 0 {
+            self.flags.set(Flags::RST_SEEN, true);
+            if self.flags.has(Flags::ESTABLISHED) {
                 self.connection_reset(seg, dir, flow_id, analysis, out);
-                let unclosed = !self.fin_seen[0] && !self.fin_seen[1];
-                if let Some((data_dir, data_packet, data_ts)) = self.last_data {
-                    if unclosed && data_dir != dir && self.last_packet == data_packet && !self.half_open_reported {
-                        self.half_open_reported = true;
-                        let silent = self.last_ts_dir[d].map(|t| now.saturating_sub(t)).unwrap_or(0);
-                        out.push(
-                            Event::tcp_packet(EventKind::HalfOpen, seg, flow_id, dir)
-                                .with_ref(data_packet)
-                                .with_value_ns(silent)
-                                .with_detail("reason", "rst_answers_data")
-                                .with_detail("lost_state", dir.as_str())
-                                .with_detail("data_sent_ns_before", now.saturating_sub(data_ts)),
-                        );
-                    }
+                let unclosed = !fin_seen[0] && !fin_seen[1];
+                let data_dir = if self.flags.has(Flags::LAST_DATA_RESP) { Direction::Resp } else { Direction::Orig };
+                let (data_packet, data_ts) = (self.last_data_packet, self.last_data_ts);
+                if unclosed
+                    && data_dir != dir
+                    && self.last_packet == data_packet
+                    && !self.flags.has(Flags::HALF_OPEN_REPORTED)
+                {
+                    self.flags.set(Flags::HALF_OPEN_REPORTED, true);
+                    let silent =
+                        if self.flags.has_for(Flags::SEEN, dir) { now.saturating_sub(self.last_ts_dir[d]) } else { 0 };
+                    out.push(
+                        Event::tcp_packet(EventKind::HalfOpen, seg, flow_id, dir)
+                            .with_ref(data_packet)
+                            .with_value_ns(silent)
+                            .with_detail("reason", "rst_answers_data")
+                            .with_detail("lost_state", dir.as_str())
+                            .with_detail("data_sent_ns_before", now.saturating_sub(data_ts)),
+                    );
                 }
             }
         }
@@ -245,34 +359,33 @@ impl Diagnostics {
         // the other is silent.
         let f = analysis.flags;
         let demands_answer = seg.payload_len > 0 || f.has(EventKind::KeepAlive) || f.any_retransmission();
-        if self.silence[peer].count != 0 {
-            self.silence[peer] = Silence::default();
+        if self.silence_count != 0 && self.flags.has(Flags::SILENCE_RESP) != (dir == Direction::Resp) {
+            // The peer's run ends (its start fields are read only while the count is not 0).
+            self.silence_count = 0;
         }
         if demands_answer {
-            let s = &mut self.silence[d];
-            if s.count == 0 {
-                s.first_packet = seg.packet_number;
-                s.first_ts = now;
+            if self.silence_count == 0 {
+                self.flags.set(Flags::SILENCE_RESP, dir == Direction::Resp);
+                self.silence_first_packet = seg.packet_number;
+                self.silence_first_ts = now;
             }
-            s.count = s.count.saturating_add(1);
+            self.silence_count = self.silence_count.saturating_add(1);
         }
-        let s = &self.silence[d];
         if demands_answer
-            && self.established
-            && !self.half_open_reported
-            && self.last_ts_dir[peer].is_some()
-            && !self.fin_seen[peer]
-            && !self.rst_seen
-            && s.count >= 2
-            && now.saturating_sub(s.first_ts) >= config.half_open_ns
+            && self.flags.has(Flags::ESTABLISHED)
+            && !self.flags.has(Flags::HALF_OPEN_REPORTED)
+            && self.flags.has_for(Flags::SEEN, dir.reverse())
+            && !fin_seen[peer]
+            && !self.flags.has(Flags::RST_SEEN)
+            && self.silence_count >= 2
+            && now.saturating_sub(self.silence_first_ts) >= config.half_open_ns
         {
-            let s = *s;
-            self.half_open_reported = true;
+            self.flags.set(Flags::HALF_OPEN_REPORTED, true);
             out.push(
                 Event::tcp_packet(EventKind::HalfOpen, seg, flow_id, dir)
-                    .with_ref(s.first_packet)
-                    .with_value_ns(now.saturating_sub(s.first_ts))
-                    .with_count(s.count as u64)
+                    .with_ref(self.silence_first_packet)
+                    .with_value_ns(now.saturating_sub(self.silence_first_ts))
+                    .with_count(self.silence_count as u64)
                     .with_detail("reason", "peer_silent")
                     .with_detail("silent_side", dir.reverse().as_str()),
             );
@@ -280,18 +393,19 @@ impl Diagnostics {
 
         // RTO backoff of this side's segment; the peer's ACK past it ends the story.
         if f.has(EventKind::Retransmission) {
-            let b = &mut self.backoff[d];
-            if b.active && b.seq == seg.seq {
+            let same = self.cold.as_ref().is_some_and(|c| c.backoff[d].active && c.backoff[d].seq == seg.seq);
+            if same {
+                let b = &mut self.cold_mut().backoff[d];
                 b.intervals.push(now.saturating_sub(b.last_ts));
                 b.retransmissions = b.retransmissions.saturating_add(1);
                 b.last_ts = now;
                 b.last_packet = seg.packet_number;
             } else {
-                self.flush_backoff(dir, flow_id, config, out);
+                self.flush_backoff(dir, flow_id, &endpoints_of(seg, dir), config, out);
                 let rto = analysis.rto_ns.unwrap_or(0);
                 let mut intervals = Intervals::default();
                 intervals.push(rto);
-                self.backoff[d] = Backoff {
+                self.cold_mut().backoff[d] = Backoff {
                     active: true,
                     seq: seg.seq,
                     original_packet: analysis.rto_ref_packet.unwrap_or(0),
@@ -303,17 +417,23 @@ impl Diagnostics {
                 };
             }
         }
-        let pb = &self.backoff[peer];
-        if pb.active && flags.ack() && seq_gt(seg.ack, pb.seq) {
-            self.flush_backoff(dir.reverse(), flow_id, config, out);
+        let peer_backoff_acked = self
+            .cold
+            .as_ref()
+            .is_some_and(|c| c.backoff[peer].active && flags.ack() && seq_gt(seg.ack, c.backoff[peer].seq));
+        if peer_backoff_acked {
+            self.flush_backoff(dir.reverse(), flow_id, &endpoints_of(seg, dir), config, out);
         }
 
         // Zero-window stall of this side; the peer's probes are counted.
-        if f.has(EventKind::ZeroWindow) && !self.stall[d].active {
-            self.stall[d] = Stall { active: true, start_packet: seg.packet_number, start_ts: now, probes: 0 };
-        } else if self.stall[d].active && seg.window != 0 && !flags.any(TcpFlags::RST | TcpFlags::SYN) {
-            let st = self.stall[d];
-            self.stall[d].active = false;
+        let stalled = self.cold.as_ref().is_some_and(|c| c.stall[d].active);
+        if f.has(EventKind::ZeroWindow) && !stalled {
+            self.cold_mut().stall[d] =
+                Stall { active: true, start_packet: seg.packet_number, start_ts: now, probes: 0 };
+        } else if stalled && seg.window != 0 && !flags.any(TcpFlags::RST | TcpFlags::SYN) {
+            let st = &mut self.cold_mut().stall[d];
+            st.active = false;
+            let st = *st;
             out.push(
                 Event::tcp_packet(EventKind::ZeroWindowStall, seg, flow_id, dir)
                     .with_ref(st.start_packet)
@@ -322,15 +442,19 @@ impl Diagnostics {
                     .with_detail("ended", "window_opened"),
             );
         }
-        if f.has(EventKind::ZeroWindowProbe) && self.stall[peer].active {
-            self.stall[peer].probes = self.stall[peer].probes.saturating_add(1);
+        if f.has(EventKind::ZeroWindowProbe) {
+            if let Some(st) = self.cold.as_mut().map(|c| &mut c.stall[peer]).filter(|st| st.active) {
+                st.probes = st.probes.saturating_add(1);
+            }
         }
 
         // Keep-alives in a row left unanswered, then a close by the prober.
-        if self.keep_alive[peer].count != 0 {
-            self.keep_alive[peer] = KeepAliveRun::default();
+        if let Some(c) = self.cold.as_mut() {
+            if c.keep_alive[peer].count != 0 {
+                c.keep_alive[peer] = KeepAliveRun::default();
+            }
         }
-        let run = self.keep_alive[d];
+        let run = self.cold.as_ref().map(|c| c.keep_alive[d]).unwrap_or_default();
         if (flags.rst() || flags.fin()) && run.count >= config.keep_alive_unanswered.max(1) {
             out.push(
                 Event::tcp_packet(EventKind::KeepAliveTimeout, seg, flow_id, dir)
@@ -339,100 +463,122 @@ impl Diagnostics {
                     .with_value_ns(now.saturating_sub(run.first_ts))
                     .with_detail("closed_by", if flags.rst() { "rst" } else { "fin" }),
             );
-            self.keep_alive[d] = KeepAliveRun::default();
+            self.cold_mut().keep_alive[d] = KeepAliveRun::default();
         } else if f.has(EventKind::KeepAlive) {
-            let k = &mut self.keep_alive[d];
+            let k = &mut self.cold_mut().keep_alive[d];
             if k.count == 0 {
                 k.first_packet = seg.packet_number;
                 k.first_ts = now;
             }
             k.count = k.count.saturating_add(1);
         } else if run.count != 0 {
-            self.keep_alive[d] = KeepAliveRun::default();
+            self.cold_mut().keep_alive[d] = KeepAliveRun::default();
         }
 
         if flags.fin() {
-            self.fin_seen[d] = true;
+            self.flags.set_for(Flags::FIN, dir);
         }
         if seg.payload_len > 0 && !flags.rst() {
-            self.last_data = Some((dir, seg.packet_number, now));
+            self.flags.set(Flags::LAST_DATA_RESP, dir == Direction::Resp);
+            self.last_data_packet = seg.packet_number;
+            self.last_data_ts = now;
         }
         self.last_packet = seg.packet_number;
-        self.last_ts = self.last_ts.max(now);
-        self.last_ts_dir[d] = Some(now);
+        let latest = self.last_ts();
+        self.last_ts_dir[d] = now;
+        self.flags.set_for(Flags::SEEN, dir);
+        if self.last_ts() < latest {
+            // This side's previous packet was the flow's latest and this one is earlier: keep
+            // the latest time where it is not overwritten.
+            self.cold_mut().latest_ts = latest;
+        }
     }
 
     /// The earliest packet time at which a deferred diagnostic could be decided, if any. Once
     /// its timer has run, a deadline is not offered again (the engine must not spin on it).
     pub fn deadline(&self, config: &DiagnosticsConfig) -> Option<Timestamp> {
-        if self.handshake_timer_spent {
+        if self.flags.has(Flags::HANDSHAKE_TIMER_SPENT) {
             return None;
         }
         self.handshake_deadline(config)
     }
 
     fn handshake_deadline(&self, config: &DiagnosticsConfig) -> Option<Timestamp> {
-        match self.first_syn_ts {
-            Some(first) if !self.answered && !self.handshake_decided => {
-                Some(first.plus_nanos(config.handshake_timeout_ns))
-            }
-            _ => None,
+        let f = self.flags;
+        if f.has(Flags::SYN_SENT) && !f.has_for(Flags::SEEN, Direction::Resp) && !f.has(Flags::HANDSHAKE_DECIDED) {
+            Some(Timestamp(self.first_syn_ts).plus_nanos(config.handshake_timeout_ns))
+        } else {
+            None
         }
     }
 
     /// Packet time has reached `now` with no packet on this connection. What is decided here
     /// is decided the same way at flow end (a timer may or may not run before the flow ends,
     /// depending on other flows' packets) and carries the time of the flow's last packet, not
-    /// `now`: the same packets give the same events whatever the worker count.
-    pub fn on_timeout(&mut self, now: Timestamp, flow_id: u64, config: &DiagnosticsConfig, out: &mut Vec<Event>) {
+    /// `now`: the same packets give the same events whatever the worker count. `endpoints` are
+    /// the connection's.
+    pub fn on_timeout(
+        &mut self,
+        now: Timestamp,
+        flow_id: u64,
+        endpoints: &Endpoints,
+        config: &DiagnosticsConfig,
+        out: &mut Vec<Event>,
+    ) {
         if let Some(deadline) = self.handshake_deadline(config) {
             if now >= deadline {
-                if self.syns_sent >= 2 {
-                    self.handshake_timeout(flow_id, out);
+                if self.syns_sent() >= 2 {
+                    self.handshake_timeout(flow_id, endpoints, out);
                 } else {
                     // A lone SYN is decided by a later packet of its own, or never.
-                    self.handshake_timer_spent = true;
+                    self.flags.set(Flags::HANDSHAKE_TIMER_SPENT, true);
                 }
             }
         }
     }
 
     /// The flow ends: emit deferred diagnostics, timed at the flow's last packet `end`.
+    /// `endpoints` are the connection's.
     pub fn on_flow_end(
         &mut self,
         end: Timestamp,
         _reason: CloseReason,
         flow_id: u64,
+        endpoints: &Endpoints,
         config: &DiagnosticsConfig,
         out: &mut Vec<Event>,
     ) {
         // SYNs retried and never answered; one lone SYN is a timeout only once the flow's own
         // packets reached the deadline (decided on that packet above), not when the capture or
         // the flow table ends it.
-        if self.handshake_deadline(config).is_some() && self.syns_sent >= 2 {
-            self.handshake_timeout(flow_id, out);
+        if self.handshake_deadline(config).is_some() && self.syns_sent() >= 2 {
+            self.handshake_timeout(flow_id, endpoints, out);
         }
         for dir in [Direction::Orig, Direction::Resp] {
-            self.flush_backoff(dir, flow_id, config, out);
+            self.flush_backoff(dir, flow_id, endpoints, config, out);
             let d = dir.index();
-            let st = self.stall[d];
+            let Some(cold) = self.cold.as_mut() else { continue };
+            let st = cold.stall[d];
+            cold.stall[d].active = false;
+            let run = cold.keep_alive[d];
+            let run_timed_out = run.count >= config.keep_alive_unanswered.max(1);
+            if run_timed_out {
+                cold.keep_alive[d] = KeepAliveRun::default();
+            }
             if st.active {
-                self.stall[d].active = false;
                 // Not the close reason: whether a flow ends by idle expiry or at the end of the
                 // input can depend on other flows' packets.
                 out.push(
-                    self.story_event(EventKind::ZeroWindowStall, end, dir, flow_id)
+                    self.story_event(EventKind::ZeroWindowStall, end, dir, flow_id, endpoints)
                         .with_ref(st.start_packet)
                         .with_value_ns(end.as_nanos().saturating_sub(st.start_ts))
                         .with_count(st.probes as u64)
                         .with_detail("ended", "flow_end"),
                 );
             }
-            let run = self.keep_alive[d];
-            if run.count >= config.keep_alive_unanswered.max(1) {
-                self.keep_alive[d] = KeepAliveRun::default();
+            if run_timed_out {
                 out.push(
-                    self.story_event(EventKind::KeepAliveTimeout, end, dir, flow_id)
+                    self.story_event(EventKind::KeepAliveTimeout, end, dir, flow_id, endpoints)
                         .with_ref(run.first_packet)
                         .with_count(run.count as u64)
                         .with_value_ns(end.as_nanos().saturating_sub(run.first_ts))
@@ -443,16 +589,16 @@ impl Diagnostics {
     }
 
     /// Timed at the flow's last packet before the decision (at or before the deadline).
-    fn handshake_timeout(&mut self, flow_id: u64, out: &mut Vec<Event>) {
-        self.handshake_decided = true;
-        let at = Timestamp(self.last_ts);
-        let first = self.first_syn_ts.map(|t| t.as_nanos()).unwrap_or(0);
+    fn handshake_timeout(&mut self, flow_id: u64, endpoints: &Endpoints, out: &mut Vec<Event>) {
+        self.flags.set(Flags::HANDSHAKE_DECIDED, true);
+        let at = Timestamp(self.last_ts());
         let mut e = self
-            .story_event(EventKind::HandshakeTimeout, at, Direction::Orig, flow_id)
+            .story_event(EventKind::HandshakeTimeout, at, Direction::Orig, flow_id, endpoints)
             .with_ref(self.first_syn_packet)
-            .with_count(self.syns_sent as u64)
-            .with_value_ns(self.last_syn_ts.saturating_sub(first));
-        e.details.push((Cow::Borrowed("intervals"), self.syn_intervals.render()));
+            .with_count(self.syns_sent() as u64)
+            .with_value_ns(self.last_syn_ts().saturating_sub(self.first_syn_ts));
+        let intervals = self.cold.as_ref().map(|c| c.syn_intervals).unwrap_or_default();
+        e.details.push((Cow::Borrowed("intervals"), intervals.render()));
         out.push(e);
     }
 
@@ -464,12 +610,13 @@ impl Diagnostics {
         analysis: &PacketAnalysis,
         out: &mut Vec<Event>,
     ) {
-        let idle = seg.ts.as_nanos().saturating_sub(self.last_ts);
-        let fin_before = match self.fin_seen {
-            [true, true] => "both",
-            [true, false] => "orig",
-            [false, true] => "resp",
-            [false, false] => "none",
+        let idle = seg.ts.as_nanos().saturating_sub(self.last_ts());
+        let fin = |x| self.flags.has_for(Flags::FIN, x);
+        let fin_before = match (fin(Direction::Orig), fin(Direction::Resp)) {
+            (true, true) => "both",
+            (true, false) => "orig",
+            (false, true) => "resp",
+            (false, false) => "none",
         };
         let [orig, resp] = analysis.unacked_bytes;
         let mut e = Event::tcp_packet(EventKind::ConnectionReset, seg, flow_id, dir)
@@ -490,14 +637,22 @@ impl Diagnostics {
         out.push(e);
     }
 
-    fn flush_backoff(&mut self, dir: Direction, flow_id: u64, config: &DiagnosticsConfig, out: &mut Vec<Event>) {
-        let b = self.backoff[dir.index()];
-        self.backoff[dir.index()].active = false;
+    fn flush_backoff(
+        &mut self,
+        dir: Direction,
+        flow_id: u64,
+        endpoints: &Endpoints,
+        config: &DiagnosticsConfig,
+        out: &mut Vec<Event>,
+    ) {
+        let Some(cold) = self.cold.as_mut() else { return };
+        let b = cold.backoff[dir.index()];
+        cold.backoff[dir.index()].active = false;
         if !b.active || b.retransmissions < config.rto_backoff_min_retransmissions.max(1) {
             return;
         }
         let mut e = self
-            .story_event(EventKind::RtoBackoff, Timestamp(b.last_ts), dir, flow_id)
+            .story_event(EventKind::RtoBackoff, Timestamp(b.last_ts), dir, flow_id, endpoints)
             .with_count(b.retransmissions as u64)
             .with_value_ns(b.last_ts.saturating_sub(b.original_ts));
         if b.original_packet != 0 {
@@ -510,12 +665,15 @@ impl Diagnostics {
     }
 
     /// An event about the connection rather than one packet, for the side `dir`.
-    fn story_event(&self, kind: EventKind, ts: Timestamp, dir: Direction, flow_id: u64) -> Event {
-        let (src, dst) = match (self.endpoints, dir) {
-            (Some((o, r)), Direction::Orig) => (Some(o), Some(r)),
-            (Some((o, r)), Direction::Resp) => (Some(r), Some(o)),
-            (None, _) => (None, None),
-        };
+    fn story_event(
+        &self,
+        kind: EventKind,
+        ts: Timestamp,
+        dir: Direction,
+        flow_id: u64,
+        endpoints: &Endpoints,
+    ) -> Event {
+        let (src, dst) = (endpoints[dir.index()], endpoints[dir.reverse().index()]);
         Event {
             ts,
             source_index: self.source_index,
@@ -525,10 +683,10 @@ impl Diagnostics {
             kind: Cow::Borrowed(kind.as_str()),
             severity: kind.severity(),
             direction: Some(dir),
-            src_ip: src.map(|s| s.0),
-            src_port: src.map(|s| s.1),
-            dst_ip: dst.map(|s| s.0),
-            dst_port: dst.map(|s| s.1),
+            src_ip: Some(src.0),
+            src_port: Some(src.1),
+            dst_ip: Some(dst.0),
+            dst_port: Some(dst.1),
             seq: None,
             ack: None,
             payload_len: None,
@@ -803,6 +961,40 @@ mod tests {
         assert!(of(&run(&h.frames, EngineConfig::default()), EventKind::MidstreamStart).is_empty());
     }
 
+    /// Connections without a rarer story (handshake, data both ways, FIN or RST close, a refused
+    /// SYN) never create the cold part, and the inline part stays small.
+    #[test]
+    fn ordinary_connections_stay_inline() {
+        use super::{Diagnostics, DiagnosticsConfig};
+        use crate::flow::Direction;
+        use crate::tcp::analysis::{AnalysisLimits, SequenceAnalysis};
+        assert!(std::mem::size_of::<Diagnostics>() <= 96, "{}", std::mem::size_of::<Diagnostics>());
+        let mut closed = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        closed.handshake(0, 10 * MS);
+        closed.client_data(100 * MS, 500).server_ack(110 * MS).server_data(120 * MS, 1400).client_ack(130 * MS);
+        closed.close(200 * MS, 10 * MS);
+        let mut reset = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 5000);
+        reset.handshake(0, 10 * MS);
+        reset.client_data(100 * MS, 500).server_reset(110 * MS);
+        let mut refused = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1000, 0);
+        refused.push(0, syn(&refused)).server_reset(MS);
+        let mut kinds = Vec::new();
+        for c in [closed, reset, refused] {
+            let (mut analysis, mut diagnostics) = (SequenceAnalysis::new(), Diagnostics::new());
+            let mut out = Vec::new();
+            for (n, (t, f)) in c.frames.iter().enumerate() {
+                let seg = decode(LinkType::Ethernet, f, Timestamp(T0 + t), n as u64 + 1, 0).unwrap();
+                let dir = if seg.src_port == 40000 { Direction::Orig } else { Direction::Resp };
+                let a = analysis.on_segment(&seg, dir, 1, &AnalysisLimits::default(), &mut out);
+                diagnostics.on_segment(&seg, dir, 1, &a, &DiagnosticsConfig::default(), &mut out);
+            }
+            assert!(diagnostics.cold.is_none(), "{out:?}");
+            kinds.extend(out.iter().map(|e| e.kind.clone()));
+        }
+        assert!(kinds.iter().any(|k| k == EventKind::ConnectionRefused.as_str()), "{kinds:?}");
+        assert!(kinds.iter().any(|k| k == EventKind::ConnectionReset.as_str()), "{kinds:?}");
+    }
+
     /// A lone SYN's handshake timer runs once and is not offered again (an engine rescheduling
     /// on a past deadline would spin); a later packet of the flow past the deadline decides.
     #[test]
@@ -822,7 +1014,8 @@ mod tests {
         let mut out = Vec::new();
         d.on_segment(&seg, crate::flow::Direction::Orig, 1, &Default::default(), &dc, &mut out);
         assert!(d.deadline(&dc).is_some());
-        d.on_timeout(Timestamp(T0 + 31 * S), 1, &dc, &mut out);
+        let endpoints = super::endpoints_of(&seg, crate::flow::Direction::Orig);
+        d.on_timeout(Timestamp(T0 + 31 * S), 1, &endpoints, &dc, &mut out);
         assert_eq!(d.deadline(&dc), None, "spent");
         assert!(out.is_empty());
     }
