@@ -384,7 +384,10 @@ mod tests {
     use crate::decode::TcpFlags;
     use crate::testing::{PacketBuilder, PcapNgWriter, PcapWriter};
 
-    fn collect(bytes: &[u8]) -> (Vec<(Timestamp, u64, usize)>, Result<ReadSummary, SourceError>) {
+    /// (time, packet number, captured length) of each frame.
+    type Frames = Vec<(Timestamp, u64, usize)>;
+
+    fn collect(bytes: &[u8]) -> (Frames, Result<ReadSummary, SourceError>) {
         let mut frames = Vec::new();
         let r = read_capture(Path::new("mem.pcap"), bytes, &mut |f| frames.push((f.ts, f.packet_number, f.data.len())), &mut |_| {});
         (frames, r)

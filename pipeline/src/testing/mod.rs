@@ -137,7 +137,7 @@ impl PacketBuilder {
 
     fn tcp_bytes(&self) -> Vec<u8> {
         let mut options = self.options.clone();
-        while options.len() % 4 != 0 {
+        while !options.len().is_multiple_of(4) {
             options.push(0);
         }
         let header_len = 20 + options.len();
