@@ -376,7 +376,14 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
     let reader_ids: Vec<usize> = plans.iter().filter_map(|p| p.cpu.map(|c| c.id)).collect();
     let spare: Vec<core_affinity::CoreId> = cores.iter().copied().filter(|c| !reader_ids.contains(&c.id)).collect();
     let worker_cores = (0..workers).map(|w| (!spare.is_empty()).then(|| spare[w % spare.len()])).collect();
-    let backend = Backend::start_with_plugins(sink, config.engine, workers, worker_cores, config.plugins.clone());
+    let backend = Backend::start_with_plugins(
+        sink,
+        config.engine,
+        workers,
+        worker_cores,
+        config.plugins.clone(),
+        crate::pipeline::WORKER_QUEUE_BATCHES,
+    );
 
     let control = Arc::new(Control {
         stop: AtomicBool::new(false),

@@ -15,8 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-/// Batches a worker queue holds before the reader waits (offline) or drops (live).
+/// Batches a worker queue holds in live capture before the reader drops: room for bursts
+/// (32k segments per worker) beside the ring's own.
 pub const WORKER_QUEUE_BATCHES: usize = 64;
+/// Batches a worker queue holds in offline analysis before the reader waits. The reader is
+/// faster than the workers, so a deep queue only fills up: 8 batches keep every worker busy and
+/// peak memory flat in the file's length (64 held 4.9 MB per worker on a long file).
+pub const OFFLINE_QUEUE_BATCHES: usize = 8;
 /// Messages the sink queue holds before workers wait.
 pub const SINK_QUEUE_MESSAGES: usize = 16;
 
@@ -93,7 +98,7 @@ pub fn analyze_with_plugins(
     let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     // Leave the first core to the reader when there is more than one.
     let worker_cores = (0..workers).map(|w| (!cores.is_empty()).then(|| cores[(w + 1) % cores.len()])).collect();
-    let backend = Backend::start_with_plugins(sink, config.engine, workers, worker_cores, plugins);
+    let backend = Backend::start_with_plugins(sink, config.engine, workers, worker_cores, plugins, OFFLINE_QUEUE_BATCHES);
 
     let mut report = RunReport::default();
     let mut dispatcher = Dispatcher::new(backend.queues.clone(), Backpressure::Block, Some(backend.recycled.clone()));
@@ -163,10 +168,11 @@ impl Backend {
     /// Starts `workers` workers (each pinned to its entry of `worker_cores`, if any) over `sink`.
     /// `engine.max_flows` is the total, split across workers.
     pub fn start(sink: ParquetSink, engine: EngineConfig, workers: usize, worker_cores: Vec<Option<core_affinity::CoreId>>) -> Backend {
-        Backend::start_with_plugins(sink, engine, workers, worker_cores, None)
+        Backend::start_with_plugins(sink, engine, workers, worker_cores, None, OFFLINE_QUEUE_BATCHES)
     }
 
-    /// [`Backend::start`] with detector plugins: each worker creates its instances of `plugins`
+    /// [`Backend::start`] with detector plugins and a queue depth of `queue_batches` batches per
+    /// worker ([`WORKER_QUEUE_BATCHES`] live, [`OFFLINE_QUEUE_BATCHES`] offline): each worker creates its instances of `plugins`
     /// on its own thread. `plugins` must have been loaded for `workers` workers.
     ///
     /// # Panics
@@ -177,8 +183,10 @@ impl Backend {
         workers: usize,
         worker_cores: Vec<Option<core_affinity::CoreId>>,
         plugins: Option<Arc<PluginSet>>,
+        queue_batches: usize,
     ) -> Backend {
         let workers = workers.max(1);
+        let queue_batches = queue_batches.max(1);
         if let Some(set) = &plugins {
             assert_eq!(set.workers(), workers, "plugins were loaded for {} workers, the backend runs {workers}", set.workers());
         }
@@ -189,11 +197,11 @@ impl Backend {
             ..BackendGauges::default()
         });
         let (sink_tx, sink_rx) = bounded::<SinkMessage>(SINK_QUEUE_MESSAGES);
-        let (recycle_tx, recycle_rx) = bounded::<Vec<Segment>>(workers * WORKER_QUEUE_BATCHES);
+        let (recycle_tx, recycle_rx) = bounded::<Vec<Segment>>(workers * queue_batches);
         let mut queues = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {
-            let (tx, rx) = bounded::<WorkerMessage>(WORKER_QUEUE_BATCHES);
+            let (tx, rx) = bounded::<WorkerMessage>(queue_batches);
             queues.push(tx);
             let sink_tx = sink_tx.clone();
             let recycle = recycle_tx.clone();
