@@ -89,7 +89,7 @@ impl CaptureFile {
 }
 
 /// Bytes of a file read between two releases of its pages (a multiple of the page size).
-const RELEASE_GRANULE: usize = 2 << 20;
+const RELEASE_GRANULE: usize = 512 << 10;
 
 #[allow(unsafe_code)]
 fn release_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
