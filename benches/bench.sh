@@ -7,7 +7,10 @@
 #   Inputs (generated, not committed, in bench-data/):
 #     perf.pcap   ../shared/research/tcp-analysis-fixtures/gen_perf_pcap.py OUT 200 1000 (301,600 packets)
 #     conns.pcap  gen-capture many-connections 100000 2000 (100k short connections, 1M packets)
-#     perf10.pcap perf.pcap ten times over (streaming check: RSS must not grow with length)
+#     perf-long.pcap gen_perf_pcap.py OUT 200 10000: the same 200 connections, ten times as long
+#                 (streaming check: peak RSS must not grow with the file's length)
+#     perf10.pcap perf.pcap ten times over with shifted ports: ten times as long and ten times the
+#                 connections, all still open at the end (RSS grows by their state)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0; [ "${1:-}" = "--quick" ] && quick=1
@@ -28,6 +31,7 @@ gen=target/release/gen-capture
 fixtures=../shared/research/tcp-analysis-fixtures
 [ -s "$data/perf.pcap" ] || python3 "$fixtures/gen_perf_pcap.py" "$data/perf.pcap" 200 1000 >/dev/null
 [ -s "$data/conns.pcap" ] || "$gen" many-connections 100000 2000 "$data/conns.pcap"
+[ -s "$data/perf-long.pcap" ] || python3 "$fixtures/gen_perf_pcap.py" "$data/perf-long.pcap" 200 10000 >/dev/null
 [ -s "$data/perf10.pcap" ] || "$gen" repeat 10 "$data/perf.pcap" "$data/perf10.pcap"
 
 cores=$(nproc)
@@ -54,14 +58,14 @@ for flow in NFStreamer(source=sys.argv[1], statistical_analysis=True, n_dissecti
 print(n)
 '
 
-for f in perf.pcap conns.pcap perf10.pcap; do
+for f in perf.pcap conns.pcap perf-long.pcap perf10.pcap; do
   path="$data/$f"
   cat "$path" > /dev/null   # every tool reads from a warm page cache, the first one too
   run tcpdump-floor "$f" tcpdump -r "$path" -w /dev/null
   run tcpscope-1w "$f" "$bin" analyze "$path" --out bench-data/out --workers 1 --quiet --no-pin
   run "tcpscope-default-${default_workers}w" "$f" "$bin" analyze "$path" --out bench-data/out --quiet
   [ "$cores" -ge 2 ] && run "tcpscope-${cores}w" "$f" "$bin" analyze "$path" --out bench-data/out --workers "$cores" --quiet
-  [ "$f" = perf10.pcap ] && continue
+  case $f in perf-long.pcap|perf10.pcap) continue ;; esac
   run tcptrace "$f" tcptrace -l -r -n "$path"
   run nfstream "$f" .venv-bench/bin/python -c "$nfstream_py" "$path"
   if [ $quick = 0 ]; then
