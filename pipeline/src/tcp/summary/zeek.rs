@@ -12,6 +12,10 @@
 //! only changes `zeek_orig`, as Zeek's `FlipRoles` swaps its endpoint pointers while a packet in
 //! flight keeps its `is_orig`.
 //!
+//! Memory: the model is embedded in every tracked connection, so what most connections never
+//! need (blocks above a hole, gap bytes, the `T`/`W`/`G`/`C` counters) lives in a box created by
+//! the first packet that needs it (`Cold`).
+//!
 //! Checksums are checked only with `--verify-checksums` (Zeek without `-C`): a bad one adds
 //! `C`/`c` on the 1/10/100 rule and the packet is otherwise ignored, as Zeek drops it.
 //! Not modelled: `X` (analyzer limits), deferred closes while reassembled data
@@ -89,30 +93,45 @@ fn seq_delta(a: u32, b: u32) -> i32 {
     a.wrapping_sub(b) as i32
 }
 
-/// Zeek's logarithmic history counter: true at the 1st, 10th, 100th… call.
+/// Which of an endpoint's logarithmic history counters.
 #[derive(Clone, Copy, Debug)]
-struct ScaledCounter {
-    count: u32,
-    threshold: u32,
+enum Counter {
+    /// Retransmitted data (`T`).
+    Retransmission,
+    /// A zero window (`W`).
+    ZeroWindow,
+    /// A content gap (`G`).
+    Gap,
+    /// A bad checksum (`C`).
+    BadChecksum,
 }
 
-impl Default for ScaledCounter {
-    fn default() -> Self {
-        ScaledCounter { count: 0, threshold: 1 }
-    }
+/// Zeek's logarithmic history counters of one endpoint, one per [`Counter`]: each is true at its
+/// 1st, 10th, 100th… hit.
+#[derive(Clone, Debug, Default)]
+struct ScaledCounters {
+    /// Hits since the last letter's threshold was raised, per counter.
+    count: [u32; 4],
+    /// Each counter's threshold as a power of ten: `10u32.wrapping_pow(exp)` is exactly what Zeek's
+    /// wrapping `threshold * 10` reaches (1, 10, … 10⁹, then 10¹⁰ mod 2³², where it stays), so
+    /// `exp` never exceeds 10.
+    exp: [u8; 4],
 }
 
-impl ScaledCounter {
-    fn hit(&mut self) -> bool {
-        self.count = self.count.wrapping_add(1);
-        if self.count != self.threshold {
+impl ScaledCounters {
+    /// Counts one hit of `which`; true when a history letter is due.
+    fn hit(&mut self, which: Counter) -> bool {
+        let i = which as usize;
+        let threshold = 10u32.wrapping_pow(u32::from(self.exp[i]));
+        self.count[i] = self.count[i].wrapping_add(1);
+        if self.count[i] != threshold {
             return false;
         }
-        let next = self.threshold.wrapping_mul(10);
-        if next <= self.threshold {
-            self.count = 0;
+        let next = threshold.wrapping_mul(10);
+        if next <= threshold {
+            self.count[i] = 0;
         } else {
-            self.threshold = next;
+            self.exp[i] += 1;
         }
         true
     }
@@ -121,138 +140,143 @@ impl ScaledCounter {
 /// Blocks above holes that one direction's reassembly model remembers.
 const MAX_PENDING_BLOCKS: usize = 256;
 
-/// The part of Zeek's `TCP_Reassembler` that decides content gaps: what was delivered
-/// (`last_reassem_seq`), what was trimmed by ACKs (`trim_seq`), and the blocks held above a hole.
-#[derive(Clone, Debug)]
+/// The part of Zeek's `TCP_Reassembler` that every connection needs to decide content gaps: what
+/// was delivered and what was trimmed by ACKs. Blocks held above a hole are in [`PendingBlocks`].
+#[derive(Clone, Copy, Debug)]
 struct Reassembly {
+    /// Relative sequence number up to which data was delivered (Zeek's `last_reassem_seq`).
     last_reassem_seq: u64,
+    /// Relative sequence number up to which ACKs trimmed the buffer (Zeek's `trim_seq`).
     trim_seq: u64,
-    /// Blocks not yet delivered, sorted, non-overlapping: `[seq, upper)`.
-    pending: Vec<(u64, u64)>,
-    /// Highest upper edge of any block held (Zeek's `LastBlock().upper`), 0 when none.
-    max_upper: u64,
-    skip_deliveries: bool,
-    /// Blocks merged into a neighbour because `pending` was full.
-    blocks_merged_at_limit: u64,
 }
 
 impl Default for Reassembly {
     fn default() -> Self {
-        Reassembly {
-            last_reassem_seq: 1,
-            trim_seq: 1,
-            pending: Vec::new(),
-            max_upper: 0,
-            skip_deliveries: false,
-            blocks_merged_at_limit: 0,
-        }
+        Reassembly { last_reassem_seq: 1, trim_seq: 1 }
     }
 }
 
-impl Reassembly {
-    fn clear(&mut self) {
-        self.pending.clear();
-        self.max_upper = 0;
-    }
+/// The blocks one direction's reassembly model holds above a hole (out-of-order data).
+///
+/// Zeek's `LastBlock().upper` is not stored: wherever it matters it equals the last held block's
+/// upper edge, or lies at or below `last_reassem_seq` when none is held.
+#[derive(Clone, Debug, Default)]
+struct PendingBlocks {
+    /// Blocks not yet delivered, sorted, non-overlapping: `[seq, upper)`.
+    blocks: Vec<(u64, u64)>,
+    /// Blocks merged into a neighbour because `blocks` was full.
+    merged_at_limit: u64,
+}
 
-    /// Bytes held: delivered but not yet acknowledged, plus the blocks above a hole (Zeek's
-    /// `DataSize`).
+impl PendingBlocks {
+    /// Bytes in the held blocks.
     fn held_bytes(&self) -> u64 {
-        let delivered = self.last_reassem_seq.saturating_sub(self.trim_seq);
-        delivered + self.pending.iter().map(|&(s, u)| u - s).sum::<u64>()
+        self.blocks.iter().map(|&(s, u)| u - s).sum()
     }
 
-    fn undelivered_bytes(&self) -> u64 {
-        if self.max_upper == 0 {
-            0
-        } else {
-            self.max_upper.saturating_sub(self.last_reassem_seq)
-        }
+    /// Bytes above `last_reassem_seq` up to the highest block (Zeek's `LastBlock().upper` minus
+    /// `last_reassem_seq`).
+    fn undelivered_bytes(&self, last_reassem_seq: u64) -> u64 {
+        self.blocks.last().map_or(0, |&(_, upper)| upper.saturating_sub(last_reassem_seq))
     }
 
-    /// Delivers pending blocks that now start at or below `last_reassem_seq` (`BlockInserted`).
-    fn deliver_contiguous(&mut self) {
-        while let Some(&(seq, upper)) = self.pending.first() {
-            if seq > self.last_reassem_seq {
+    /// Delivers blocks that now start at or below `last_reassem_seq` (`BlockInserted`).
+    fn deliver_contiguous(&mut self, last_reassem_seq: &mut u64) {
+        while let Some(&(seq, upper)) = self.blocks.first() {
+            if seq > *last_reassem_seq {
                 break;
             }
-            if upper > self.last_reassem_seq {
-                self.last_reassem_seq = upper;
+            if upper > *last_reassem_seq {
+                *last_reassem_seq = upper;
             }
-            self.pending.remove(0);
+            self.blocks.remove(0);
         }
     }
 
-    /// Inserts `[seq, upper)` into the pending list, keeping only bytes not already covered.
-    fn insert_pending(&mut self, seq: u64, upper: u64) {
+    /// Inserts `[seq, upper)`, keeping only bytes not already covered.
+    fn insert(&mut self, seq: u64, upper: u64) {
         // Merge with every overlapping or adjacent block.
         let mut lo = seq;
         let mut hi = upper;
         let mut i = 0;
-        while i < self.pending.len() {
-            let (s, u) = self.pending[i];
+        while i < self.blocks.len() {
+            let (s, u) = self.blocks[i];
             if u < lo || s > hi {
                 i += 1;
                 continue;
             }
             lo = lo.min(s);
             hi = hi.max(u);
-            self.pending.remove(i);
+            self.blocks.remove(i);
         }
-        if self.pending.len() >= MAX_PENDING_BLOCKS {
+        if self.blocks.len() >= MAX_PENDING_BLOCKS {
             // Bounded: a sender that leaves hundreds of holes gets its newest block merged into
             // the nearest block at or below it (the held-bytes figure over-approximates), never
             // a longer list.
-            let at = self.pending.partition_point(|&(s, _)| s <= lo).saturating_sub(1);
-            let block = &mut self.pending[at];
+            let at = self.blocks.partition_point(|&(s, _)| s <= lo).saturating_sub(1);
+            let block = &mut self.blocks[at];
             block.0 = block.0.min(lo);
             block.1 = block.1.max(hi);
-            self.blocks_merged_at_limit += 1;
+            self.merged_at_limit += 1;
             return;
         }
-        let at = self.pending.partition_point(|&(s, _)| s < lo);
-        self.pending.insert(at, (lo, hi));
+        let at = self.blocks.partition_point(|&(s, _)| s < lo);
+        self.blocks.insert(at, (lo, hi));
     }
 }
 
-/// One side of the connection, in Zeek's terms.
+/// Endpoint flag: the endpoint sent a FIN (Zeek's `FIN_cnt > 0`).
+const EP_FIN_SEEN: u8 = 0x1;
+/// Endpoint flag: a packet of this endpoint closed the connection (`ConnectionClosed` ran).
+const EP_DID_CLOSE: u8 = 0x2;
+/// Endpoint flag: reassembly gave up on this direction (Zeek's `skip_deliveries`).
+const EP_SKIP_DELIVERIES: u8 = 0x4;
+
+/// One side of the connection, in Zeek's terms: the part every connection uses (the rest is in
+/// [`EndpointCold`]).
 #[derive(Clone, Debug, Default)]
 struct Endpoint {
+    /// Zeek's endpoint state.
     state: EndpointState,
+    /// The state before the last change.
     prev_state: EndpointState,
-    start_seq: i64,
+    /// `EP_*` bits.
+    flags: u8,
+    /// Zeek's `start_seq` (always a 32-bit sequence number).
+    start_seq: u32,
+    /// One past the highest sequence number sent.
     last_seq: u32,
+    /// Highest sequence number of this side's data that the peer acknowledged.
     ack_seq: u32,
+    /// Times `last_seq` wrapped.
     seq_wraps: u32,
+    /// Times `ack_seq` wrapped.
     ack_wraps: u32,
-    fin_cnt: u32,
-    rst_cnt: u32,
+    /// Relative sequence number one past the last FIN (meaningful with `EP_FIN_SEEN`).
     fin_seq: u64,
-    did_close: bool,
-    hist_last_syn: u64,
+    /// Relative end of the last lone FIN, for the repeated-`F` rule.
     hist_last_fin: u64,
+    /// Relative sequence number of the last lone RST, for the repeated-`R` rule.
     hist_last_rst: u64,
-    rxmt: ScaledCounter,
-    win0: ScaledCounter,
-    gap: ScaledCounter,
-    bad_checksum: ScaledCounter,
-    has_done_something: bool,
+    /// Delivery and trim points of this direction's reassembly model.
     reassembly: Reassembly,
-    missed_bytes: u64,
 }
 
 impl Endpoint {
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+    fn set(&mut self, flag: u8) {
+        self.flags |= flag;
+    }
     fn set_state(&mut self, state: EndpointState) {
         if state != self.state {
             self.prev_state = self.state;
             self.state = state;
         }
     }
-    fn start_seq32(&self) -> u32 {
-        self.start_seq as u32
-    }
     fn init_start_seq(&mut self, seq: u32) {
-        self.start_seq = seq as i64;
+        self.start_seq = seq;
     }
     fn update_last_seq(&mut self, seq: u32) {
         if seq < self.last_seq {
@@ -294,7 +318,7 @@ impl Endpoint {
             wraps = wraps.wrapping_add(1);
         }
         if wraps == 0 {
-            let delta = seq_delta(cur_base, self.start_seq32());
+            let delta = seq_delta(cur_base, self.start_seq);
             if delta < 0 {
                 *underflow = true;
             }
@@ -302,6 +326,31 @@ impl Endpoint {
         }
         self.relative(cur_base, wraps)
     }
+}
+
+/// The part of an endpoint that most connections never need (see [`Cold`]).
+#[derive(Clone, Debug, Default)]
+struct EndpointCold {
+    /// Blocks held above a hole.
+    pending: PendingBlocks,
+    /// Bytes acknowledged but never seen (Zeek's `missed_bytes`).
+    missed_bytes: u64,
+    /// Relative sequence number of the last lone SYN, for the repeated-`S` rule: 0 for an
+    /// ordinary first SYN, so only a SYN elsewhere stores it.
+    hist_last_syn: u64,
+    /// Retransmission, zero-window, gap and bad-checksum counters.
+    counters: ScaledCounters,
+}
+
+/// Both endpoints' rarely needed state, by physical side. Boxed and created only by the first
+/// packet that needs it (data above a hole, a content gap, a retransmission, a zero window, a bad
+/// checksum, a SYN at a non-zero relative sequence number): an ordinary connection, even one
+/// closed by a RST, never does, and with millions of flows each carries an 8-byte pointer instead
+/// of these 144 bytes. Code that only reads it treats a missing box as all defaults.
+#[derive(Clone, Debug, Default)]
+struct Cold {
+    /// Indexed by physical side, as `ZeekConnection::ep`.
+    ep: [EndpointCold; 2],
 }
 
 /// Sizes: `TCP_Endpoint::Size`, which needs the peer's state.
@@ -320,7 +369,7 @@ fn endpoint_size(ep: &Endpoint, peer: &Endpoint) -> u64 {
     if size != 0 {
         size = size.wrapping_sub(1);
     }
-    if ep.fin_cnt > 0 && size != 0 {
+    if ep.has(EP_FIN_SEEN) && size != 0 {
         size -= 1;
     }
     size
@@ -337,20 +386,29 @@ const HIST_MULTI_FLAG: u32 = 0x40;
 const FIRST_ORIG: u8 = 1;
 const FIRST_RESP: u8 = 2;
 
-/// Zeek's model of one connection.
+/// Zeek's model of one connection, embedded in every tracked connection: kept small, with what
+/// few connections need boxed in `Cold`.
 #[derive(Clone, Debug)]
 pub struct ZeekConnection {
     /// Indexed by physical side: 0 = the engine's originator.
     ep: [Endpoint; 2],
-    /// Physical index of Zeek's current originator.
-    zeek_orig: usize,
     /// Inline up to 24 letters (almost every connection): no heap block per flow.
     history: CompactString,
+    /// Rarely needed endpoint state, created by the first packet that needs it.
+    cold: Option<Box<Cold>>,
+    /// When the originator's first SYN started Zeek's `AttemptTimer` (meaningful with
+    /// `attempt_timer`; an `Option` would take 8 bytes more).
+    attempt_started: Timestamp,
+    /// Zeek's `hist_seen`: `HIST_*` bits of the originator, the responder's shifted by 16.
     hist_seen: u32,
-    is_partial: bool,
+    /// Physical index (0 or 1) of Zeek's current originator.
+    zeek_orig: u8,
+    /// `FIRST_ORIG`/`FIRST_RESP`: whose first packet Zeek saw (`first_packet_seen`).
     first_packet_seen: u8,
-    /// When the originator's first SYN started Zeek's `AttemptTimer`.
-    attempt_started: Option<Timestamp>,
+    /// Zeek's `is_partial`: the connection is treated as begun without a handshake.
+    is_partial: bool,
+    /// Whether `attempt_started` is set.
+    attempt_timer: bool,
 }
 
 impl ZeekConnection {
@@ -358,12 +416,14 @@ impl ZeekConnection {
     pub fn new(seg: &Segment, dir: Direction) -> Self {
         let mut zc = ZeekConnection {
             ep: [Endpoint::default(), Endpoint::default()],
-            zeek_orig: dir.index(),
             history: CompactString::const_new(""),
+            cold: None,
+            attempt_started: Timestamp::ZERO,
             hist_seen: 0,
-            is_partial: false,
+            zeek_orig: dir.index() as u8,
             first_packet_seen: 0,
-            attempt_started: None,
+            is_partial: false,
+            attempt_timer: false,
         };
         if wants_flip(seg) {
             zc.flip_roles();
@@ -381,22 +441,37 @@ impl ZeekConnection {
         self.zeek_orig != 0
     }
 
+    /// Physical index of Zeek's current originator.
+    fn orig_side(&self) -> usize {
+        self.zeek_orig as usize
+    }
     fn orig(&self) -> &Endpoint {
-        &self.ep[self.zeek_orig]
+        &self.ep[self.orig_side()]
     }
     fn resp(&self) -> &Endpoint {
-        &self.ep[1 - self.zeek_orig]
+        &self.ep[1 - self.orig_side()]
+    }
+
+    /// The rarely needed state of `side`, if it was ever created.
+    fn cold(&self, side: usize) -> Option<&EndpointCold> {
+        self.cold.as_deref().map(|c| &c.ep[side])
+    }
+
+    /// The rarely needed state of `side`, created on first use.
+    fn cold_mut(&mut self, side: usize) -> &mut EndpointCold {
+        &mut self.cold.get_or_insert_with(Box::default).ep[side]
     }
 
     /// `orig_bytes`, `resp_bytes` in Zeek's orientation.
     pub fn sizes(&self) -> (u64, u64) {
-        let o = self.zeek_orig;
+        let o = self.orig_side();
         (endpoint_size(&self.ep[o], &self.ep[1 - o]), endpoint_size(&self.ep[1 - o], &self.ep[o]))
     }
 
     /// Content-gap bytes of each engine direction (orig, resp).
     pub fn missed_bytes_by_engine_direction(&self) -> [u64; 2] {
-        [self.ep[0].missed_bytes, self.ep[1].missed_bytes]
+        let missed = |side| self.cold(side).map_or(0, |c| c.missed_bytes);
+        [missed(0), missed(1)]
     }
 
     /// Whether Zeek considers the connection closed and schedules its removal (`close_complete`
@@ -406,15 +481,15 @@ impl ZeekConnection {
         (0..2).any(|i| {
             let ep = &self.ep[i];
             let peer = &self.ep[1 - i];
-            ep.did_close
-                && (ep.state == EndpointState::Reset || peer.did_close || peer.state == EndpointState::Inactive)
+            ep.has(EP_DID_CLOSE)
+                && (ep.state == EndpointState::Reset || peer.has(EP_DID_CLOSE) || peer.state == EndpointState::Inactive)
         })
     }
 
     /// When the originator's SYN started the attempt timer (Zeek ends the connection
     /// `tcp_attempt_delay` later if the responder is still silent).
     pub fn attempt_started(&self) -> Option<Timestamp> {
-        self.attempt_started
+        self.attempt_timer.then_some(self.attempt_started)
     }
 
     /// Whether the attempt timer, firing now, removes the connection.
@@ -481,7 +556,7 @@ impl ZeekConnection {
     }
 
     fn is_orig(&self, side: usize) -> bool {
-        side == self.zeek_orig
+        side == self.orig_side()
     }
 
     fn add_history(&mut self, side: usize, code: char) {
@@ -511,11 +586,12 @@ impl ZeekConnection {
     /// A packet whose TCP checksum is wrong (Zeek's `bad_TCP_checksum`): `C`/`c` on the
     /// 1/10/100 rule; Zeek analyses nothing else of it.
     pub fn on_bad_checksum(&mut self, dir: Direction) {
-        self.scaled_history(dir.index(), 'C', |e| &mut e.bad_checksum);
+        self.scaled_history(dir.index(), 'C', Counter::BadChecksum);
     }
 
-    fn scaled_history(&mut self, side: usize, code: char, which: fn(&mut Endpoint) -> &mut ScaledCounter) {
-        if which(&mut self.ep[side]).hit() {
+    /// Counts a hit of `side`'s counter `which` and adds `code` when one is due.
+    fn scaled_history(&mut self, side: usize, code: char, which: Counter) {
+        if self.cold_mut(side).counters.hit(which) {
             self.add_history(side, code);
         }
     }
@@ -568,11 +644,8 @@ impl ZeekConnection {
 
         if flags.fin() {
             let ep = &mut self.ep[side];
-            ep.fin_cnt += 1;
+            ep.set(EP_FIN_SEEN);
             ep.fin_seq = rel_seq.wrapping_add(seg_len as u64);
-        }
-        if flags.rst() {
-            self.ep[side].rst_cnt += 1;
         }
 
         let mut rel_ack = 0u64;
@@ -603,7 +676,6 @@ impl ZeekConnection {
         }
 
         let delta_last = self.update_last_seq(side, seq_one_past_segment, flags, len);
-        self.ep[side].has_done_something = true;
 
         let (do_close, _) = self.update_state_machine(seg.ts, side, base_seq, len, delta_last, is_orig, flags);
 
@@ -625,7 +697,7 @@ impl ZeekConnection {
 
         if do_close {
             // ConnectionClosed, without deferral for pending reassembly.
-            self.ep[side].did_close = true;
+            self.ep[side].set(EP_DID_CLOSE);
         }
     }
 
@@ -645,7 +717,7 @@ impl ZeekConnection {
                 ep.last_seq = last_seq;
             }
             EndpointState::SynSent | EndpointState::SynAckSent => {
-                if flags.syn() && first_seg_seq != ep.start_seq32() {
+                if flags.syn() && first_seg_seq != ep.start_seq {
                     ep.init_start_seq(first_seg_seq);
                     ep.ack_seq = first_seg_seq;
                     ep.last_seq = last_seq;
@@ -680,10 +752,14 @@ impl ZeekConnection {
         } else if bits == 1 {
             if flags.syn() {
                 let code = if flags.ack() { 'H' } else { 'S' };
-                if self.check_history(side, HIST_SYN, code) && rel_seq != self.ep[side].hist_last_syn {
+                let last_syn = self.cold(side).map_or(0, |c| c.hist_last_syn);
+                if self.check_history(side, HIST_SYN, code) && rel_seq != last_syn {
                     self.add_history(side, code);
                 }
-                self.ep[side].hist_last_syn = rel_seq;
+                if rel_seq != last_syn {
+                    // A missing box holds 0: the usual first SYN, at relative 0, needs none.
+                    self.cold_mut(side).hist_last_syn = rel_seq;
+                }
             }
             if flags.fin() {
                 let at = rel_seq.wrapping_add(len);
@@ -709,7 +785,7 @@ impl ZeekConnection {
         // Zeek scales the window first; a scaled window is zero exactly when the raw one is.
         let peer_closed = self.ep[1 - side].state == EndpointState::Closed;
         if window == 0 && !flags.rst() && !peer_closed && self.ep[side].state != EndpointState::Reset {
-            self.scaled_history(side, 'W', |e| &mut e.win0);
+            self.scaled_history(side, 'W', Counter::ZeroWindow);
         }
     }
 
@@ -718,14 +794,14 @@ impl ZeekConnection {
         let delta_last = seq_delta(last_seq, ep.last_seq);
         if (flags.syn() || flags.rst()) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta_last) {
             // Not trusted.
-        } else if flags.fin() && ep.last_seq == ep.start_seq32().wrapping_add(1) {
+        } else if flags.fin() && ep.last_seq == ep.start_seq.wrapping_add(1) {
             ep.update_last_seq(last_seq);
         } else if ep.state == EndpointState::Reset {
             // Nothing after a RST is trusted.
         } else if delta_last > 0 {
             ep.update_last_seq(last_seq);
         } else if len > 0 {
-            self.scaled_history(side, 'T', |e| &mut e.rxmt);
+            self.scaled_history(side, 'T', Counter::Retransmission);
         }
         delta_last
     }
@@ -754,11 +830,12 @@ impl ZeekConnection {
                         } else {
                             self.ep[side].set_state(SynSent);
                         }
-                        self.attempt_started.get_or_insert(ts);
+                        if !self.attempt_timer {
+                            self.attempt_timer = true;
+                            self.attempt_started = ts;
+                        }
                     } else {
-                        if !flags.ack()
-                            && self.ep[peer_side].state == SynAckSent
-                            && base_seq == self.ep[side].start_seq32()
+                        if !flags.ack() && self.ep[peer_side].state == SynAckSent && base_seq == self.ep[side].start_seq
                         {
                             // A SYN/SYN-ACK reversal: flip and establish.
                             self.is_partial = false;
@@ -832,7 +909,7 @@ impl ZeekConnection {
                 let _ = delta_last;
                 if flags.rst() && self.ep[peer_side].state != Closed {
                     self.ep[side].set_state(Reset);
-                    if !self.ep[side].did_close {
+                    if !self.ep[side].has(EP_DID_CLOSE) {
                         do_close = true;
                     }
                 }
@@ -847,7 +924,7 @@ impl ZeekConnection {
         let mut seq = seq;
         {
             let ep = &self.ep[side];
-            if ep.fin_cnt > 0 && seq >= ep.fin_seq {
+            if ep.has(EP_FIN_SEEN) && seq >= ep.fin_seq {
                 seq = ep.fin_seq.wrapping_sub(1);
             }
             if seq <= ep.reassembly.trim_seq {
@@ -862,12 +939,12 @@ impl ZeekConnection {
             self.undelivered(side, seq);
         }
         let r = &mut self.ep[side].reassembly;
-        r.pending.retain(|&(_, upper)| upper > seq);
-        if r.pending.is_empty() && r.max_upper <= seq {
-            r.max_upper = 0;
-        }
-        if r.pending.first().is_some_and(|&(s, _)| s == r.last_reassem_seq) {
-            r.deliver_contiguous();
+        if let Some(cold) = self.cold.as_deref_mut() {
+            let pending = &mut cold.ep[side].pending;
+            pending.blocks.retain(|&(_, upper)| upper > seq);
+            if pending.blocks.first().is_some_and(|&(s, _)| s == r.last_reassem_seq) {
+                pending.deliver_contiguous(&mut r.last_reassem_seq);
+            }
         }
         r.trim_seq = seq;
     }
@@ -879,16 +956,20 @@ impl ZeekConnection {
             // without moving the delivery point, as Zeek does.
             return;
         }
-        if !self.ep[side].reassembly.skip_deliveries {
+        if !self.ep[side].has(EP_SKIP_DELIVERIES) {
             loop {
-                let r = &self.ep[side].reassembly;
-                let last = r.last_reassem_seq;
-                let next = r.pending.iter().copied().find(|&(s, _)| s >= last && s < up_to_seq);
+                let last = self.ep[side].reassembly.last_reassem_seq;
+                let next = self
+                    .cold(side)
+                    .and_then(|c| c.pending.blocks.iter().copied().find(|&(s, _)| s >= last && s < up_to_seq));
                 let Some((block_seq, _)) = next else { break };
                 self.gap(side, last, block_seq - last);
                 let r = &mut self.ep[side].reassembly;
                 r.last_reassem_seq = block_seq;
-                r.deliver_contiguous();
+                // The block came from the box, so it exists.
+                if let Some(cold) = self.cold.as_deref_mut() {
+                    cold.ep[side].pending.deliver_contiguous(&mut r.last_reassem_seq);
+                }
             }
             let last = self.ep[side].reassembly.last_reassem_seq;
             if up_to_seq > last {
@@ -907,8 +988,8 @@ impl ZeekConnection {
             return;
         }
         if self.ep[side].is_clean() && self.ep[1 - side].is_clean() {
-            self.scaled_history(side, 'G', |e| &mut e.gap);
-            self.ep[side].missed_bytes += len;
+            self.scaled_history(side, 'G', Counter::Gap);
+            self.cold_mut(side).missed_bytes += len;
         }
     }
 
@@ -919,10 +1000,10 @@ impl ZeekConnection {
             (ep.relative(ep.ack_seq, ep.ack_wraps), ep.no_data_acked())
         };
         let size = endpoint_size(&self.ep[side], &self.ep[1 - side]);
-        let r = &mut self.ep[side].reassembly;
-        if r.skip_deliveries {
+        if self.ep[side].has(EP_SKIP_DELIVERIES) {
             return;
         }
+        let r = &mut self.ep[side].reassembly;
         let mut seq = seq;
         let upper = seq.saturating_add(len);
         if seq < ack {
@@ -940,11 +1021,13 @@ impl ZeekConnection {
         }
         if seq <= r.last_reassem_seq && upper > r.last_reassem_seq {
             r.last_reassem_seq = upper;
-            r.deliver_contiguous();
+            if let Some(cold) = self.cold.as_deref_mut() {
+                cold.ep[side].pending.deliver_contiguous(&mut r.last_reassem_seq);
+            }
         } else if seq > r.last_reassem_seq {
-            r.insert_pending(seq, upper);
+            // Data above a hole: the one place the block list is created.
+            self.cold.get_or_insert_with(Box::default).ep[side].pending.insert(seq, upper);
         }
-        r.max_upper = r.max_upper.max(upper);
         if no_data_acked && size > MAX_INITIAL_WINDOW {
             // Much data and no ACK: the peer's ACKs are not visible; stop holding delivered data.
             let at = r.last_reassem_seq;
@@ -952,12 +1035,21 @@ impl ZeekConnection {
                 r.trim_seq = at;
             }
         }
-        if (no_data_acked && r.undelivered_bytes() > MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS)
-            || r.held_bytes() > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
-            || r.pending.len() > MAX_BLOCKS
+        let r = *r;
+        let pending = self.cold.as_deref().map(|c| &c.ep[side].pending);
+        // Zeek's `DataSize`: delivered but not yet acknowledged, plus the blocks above a hole.
+        let held_bytes =
+            || r.last_reassem_seq.saturating_sub(r.trim_seq) + pending.map_or(0, PendingBlocks::held_bytes);
+        if (no_data_acked
+            && pending.map_or(0, |p| p.undelivered_bytes(r.last_reassem_seq)) > MAX_ABOVE_HOLE_WITHOUT_ANY_ACKS)
+            || held_bytes() > EXCESSIVE_DATA_WITHOUT_FURTHER_ACKS
+            || pending.map_or(0, |p| p.blocks.len()) > MAX_BLOCKS
         {
-            r.clear();
-            r.skip_deliveries = true;
+            if let Some(cold) = self.cold.as_deref_mut() {
+                // Never used again: free it.
+                cold.ep[side].pending.blocks = Vec::new();
+            }
+            self.ep[side].set(EP_SKIP_DELIVERIES);
         }
     }
 }
@@ -1077,15 +1169,15 @@ mod tests {
 
     #[test]
     fn reassembly_pending_list_is_bounded() {
-        let mut r = Reassembly::default();
+        let mut r = PendingBlocks::default();
         for k in 0..10_000u64 {
             // one byte every other byte above a hole at 1: a hole after every block
-            r.insert_pending(100 + 2 * k, 101 + 2 * k);
+            r.insert(100 + 2 * k, 101 + 2 * k);
         }
-        assert_eq!(r.pending.len(), MAX_PENDING_BLOCKS);
-        assert!(r.blocks_merged_at_limit > 0);
-        assert!(r.pending.windows(2).all(|w| w[0].1 <= w[1].0), "sorted, non-overlapping");
-        assert_eq!(r.pending.last().unwrap().1, 100 + 2 * 9_999 + 1);
+        assert_eq!(r.blocks.len(), MAX_PENDING_BLOCKS);
+        assert!(r.merged_at_limit > 0);
+        assert!(r.blocks.windows(2).all(|w| w[0].1 <= w[1].0), "sorted, non-overlapping");
+        assert_eq!(r.blocks.last().unwrap().1, 100 + 2 * 9_999 + 1);
     }
 
     #[test]
@@ -1394,6 +1486,41 @@ mod tests {
             let _ = (z.conn_state(), z.sizes(), z.missed_bytes_by_engine_direction(), z.close_complete());
             assert!(z.history().chars().all(|ch| "^SHADFRIQTWGshadfriqtwg".contains(ch)), "{}", z.history());
         }
+    }
+
+    #[test]
+    fn ordinary_connections_stay_small_and_never_box_state() {
+        assert!(std::mem::size_of::<ZeekConnection>() <= 176, "{}", std::mem::size_of::<ZeekConnection>());
+        // Handshake, data both ways, FIN both ways.
+        let v = with(
+            handshake(),
+            vec![
+                c("PA", CISN + 1, SISN + 1, 100),
+                s("PA", SISN + 1, CISN + 101, 50),
+                c("A", CISN + 101, SISN + 51, 0),
+                c("FA", CISN + 101, SISN + 51, 0),
+                s("FA", SISN + 51, CISN + 102, 0),
+                c("A", CISN + 102, SISN + 52, 0),
+            ],
+        );
+        let z = run(&v);
+        assert_eq!((z.conn_state(), z.history(), z.sizes()), ("SF", "ShADdFf", (100, 50)));
+        assert!(z.cold.is_none());
+        // Nor a plain RST close.
+        let v = with(
+            handshake(),
+            vec![
+                c("PA", CISN + 1, SISN + 1, 100),
+                s("PA", SISN + 1, CISN + 101, 50),
+                c("RA", CISN + 101, SISN + 51, 0),
+            ],
+        );
+        let z = run(&v);
+        assert_eq!((z.conn_state(), z.history()), ("RSTO", "ShADdR"));
+        assert!(z.cold.is_none());
+        // A retransmission does, and the counter lives there.
+        let z = run(&with(handshake(), vec![c("PA", CISN + 1, SISN + 1, 10), c("PA", CISN + 1, SISN + 1, 10)]));
+        assert!(z.cold.is_some());
     }
 
     #[test]
