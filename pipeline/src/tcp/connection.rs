@@ -9,6 +9,9 @@ use crate::decode::Segment;
 use crate::flow::{Direction, FlowKey, Side, StableHasher};
 use crate::time::Timestamp;
 
+/// Packet time without a packet after which a connection gives back its empty buffers.
+const RELEASE_IDLE_BUFFERS_NS: u64 = 1_000_000_000;
+
 /// What a due timer did to a connection.
 pub(crate) enum TimerOutcome {
     /// Still open: look again at this packet time.
@@ -30,6 +33,8 @@ pub struct Connection {
     vlan: Option<u16>,
     fin_seen: [bool; 2],
     rst_by: Option<Direction>,
+    /// Empty buffers were given back since the last packet (see [`RELEASE_IDLE_BUFFERS_NS`]).
+    buffers_released: bool,
     analysis: SequenceAnalysis,
     diagnostics: Diagnostics,
     summary: FlowSummary,
@@ -68,6 +73,7 @@ impl Connection {
             vlan: seg.vlan,
             fin_seen: [false; 2],
             rst_by: None,
+            buffers_released: false,
             analysis: SequenceAnalysis::new(),
             diagnostics: Diagnostics::new(),
             summary: FlowSummary::new(),
@@ -166,6 +172,7 @@ impl Connection {
         events: &mut Vec<Event>,
     ) -> (Direction, super::analysis::PacketAnalysis) {
         let dir = self.direction_of(side);
+        self.buffers_released = false;
         if seg.ts > self.last_ts {
             self.last_ts = seg.ts;
         }
@@ -187,12 +194,21 @@ impl Connection {
         (dir, analysis)
     }
 
+    /// Room allocated for unacknowledged segments.
+    #[cfg(test)]
+    pub(crate) fn segment_capacity(&self) -> usize {
+        self.analysis.segment_capacity()
+    }
+
     /// The packet time at which this connection's timer must next run.
     pub(crate) fn deadline(&self, config: &EngineConfig) -> Timestamp {
         let idle = if self.is_closed() { config.close_linger_ns } else { config.idle_timeout_ns };
         let mut expiry = self.last_ts.plus_nanos(idle);
         if let Some(attempt) = self.attempt_deadline(config) {
             expiry = expiry.min(attempt);
+        }
+        if !self.buffers_released {
+            expiry = expiry.min(self.last_ts.plus_nanos(RELEASE_IDLE_BUFFERS_NS));
         }
         match self.diagnostics.deadline(&config.diagnostics) {
             Some(d) if d < expiry => d,
@@ -207,6 +223,10 @@ impl Connection {
         }
         if self.attempt_deadline(config).is_some_and(|d| now >= d) && self.summary.attempt_timer_expires() {
             return TimerOutcome::Close(CloseReason::AttemptTimeout);
+        }
+        if !self.buffers_released && now >= self.last_ts.plus_nanos(RELEASE_IDLE_BUFFERS_NS) {
+            self.analysis.release_idle_buffers();
+            self.buffers_released = true;
         }
         if let Some(d) = self.diagnostics.deadline(&config.diagnostics) {
             if now >= d {

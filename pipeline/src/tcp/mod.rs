@@ -219,6 +219,9 @@ impl Engine {
         let flow_id = conn.flow_id();
         // Only SYN, FIN and RST can bring a deadline forward (a close, an attempt or handshake
         // timer); any other packet moves the flow's last activity, and so its deadline, later.
+        // (A flow that gave back its buffers and woke up again releases them next when its
+        // pending timer runs, at the latest its idle deadline: rescheduling on every wake-up
+        // would leave a stale timer entry each time.)
         let may_advance_deadline = seg.flags.any(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST);
         let before = if may_advance_deadline { conn.deadline(config) } else { Timestamp::ZERO };
         let (direction, analysis) = conn.on_segment(seg, side, config, &mut self.output.events);
@@ -390,5 +393,44 @@ mod tests {
         // The SYN and the first three data segments fit; seven data segments do not.
         assert!(engine.counters().unacked_segments_refused >= 6, "{:?}", engine.counters());
         assert_eq!(engine.output.flows.len(), 1);
+    }
+
+    #[test]
+    fn a_quiet_connection_gives_back_its_segment_buffers_and_keeps_its_results() {
+        let s = 1_000_000_000u64;
+        let mut c = Conversation::new("198.18.0.1:40000", "198.18.0.2:80", 1_000, 9_000);
+        c.handshake(s, 1_000_000);
+        c.client_data(s + 10_000_000, 100);
+        c.server_ack(s + 20_000_000);
+        c.client_data(s + 10 * s, 100);
+        c.server_ack(s + 10 * s + 10_000_000);
+        c.client_data(s + 10 * s + 20_000_000, 100);
+        let run = |look_in_the_gap: bool| {
+            let mut engine = Engine::new(EngineConfig::default());
+            let mut capacities = Vec::new();
+            for (n, (t, f)) in c.frames.iter().enumerate() {
+                if look_in_the_gap && n == 5 {
+                    // Packets 0-4 are the handshake, the data and its ACK; then 10 s of quiet.
+                    let conn = engine.slots.iter().flatten().next().expect("one connection");
+                    capacities.push(conn.segment_capacity());
+                    engine.advance_time(Timestamp(s + 5 * s));
+                    let conn = engine.slots.iter().flatten().next().expect("one connection");
+                    capacities.push(conn.segment_capacity());
+                }
+                engine.handle_segment(&decode(LinkType::Ethernet, f, Timestamp(*t), n as u64 + 1, 0).unwrap());
+            }
+            let conn = engine.slots.iter().flatten().next().expect("one connection");
+            capacities.push(conn.segment_capacity());
+            engine.finish(CloseReason::EndOfInput);
+            (capacities, std::mem::take(&mut engine.output.flows), std::mem::take(&mut engine.output.events))
+        };
+        let (capacities, flows, events) = run(true);
+        assert!(capacities[0] > 0, "the buffer stays while the connection is busy: {capacities:?}");
+        assert_eq!(capacities[1], 0, "and goes after a second of quiet: {capacities:?}");
+        assert!(capacities[2] > 0, "new data brings it back (one segment unacknowledged): {capacities:?}");
+        let (_, flows_unobserved, events_unobserved) = run(false);
+        assert_eq!(flows, flows_unobserved);
+        assert_eq!(events, events_unobserved);
+        assert_eq!((flows[0].orig.pkts, flows[0].resp.pkts), (5, 3), "SYN, ACK, 3 data; SYN/ACK, 2 ACKs");
     }
 }

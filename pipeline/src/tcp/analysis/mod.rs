@@ -93,6 +93,17 @@ impl SequenceAnalysis {
         self.dirs[dir.index()].refused
     }
 
+    /// Gives back buffers that hold nothing, once the connection has gone quiet.
+    pub fn release_idle_buffers(&mut self) {
+        self.dirs.iter_mut().for_each(DirectionState::release_idle_buffers);
+    }
+
+    /// Room allocated for unacknowledged segments, both directions.
+    #[cfg(test)]
+    pub(crate) fn segment_capacity(&self) -> usize {
+        self.dirs.iter().map(|d| d.segments.capacity()).sum()
+    }
+
     /// Unacknowledged segments remembered now for `dir`.
     pub fn tracked_segments(&self, dir: Direction) -> usize {
         self.dirs[dir.index()].segments.len()

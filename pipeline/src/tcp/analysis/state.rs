@@ -157,12 +157,21 @@ impl DirectionState {
         }
         let outcome = if self.in_order { self.acknowledge_prefix(ack) } else { self.acknowledge_unordered(ack) };
         if self.segments.is_empty() {
-            // Everything is acknowledged: give the buffer back, so that an idle connection (most
-            // of those open on a busy link) holds no heap memory for its segments.
-            self.segments = VecDeque::new();
             self.in_order = true;
         }
         outcome
+    }
+
+    /// Gives back buffers that hold nothing (the connection went quiet): an idle connection,
+    /// like most of those open on a busy link, then holds no heap memory here. Not done on every
+    /// ACK that empties the list, where the next segment would allocate again.
+    pub fn release_idle_buffers(&mut self) {
+        if self.segments.is_empty() && self.segments.capacity() > 0 {
+            self.segments = VecDeque::new();
+        }
+        if self.sack.as_ref().is_some_and(|s| s.count == 0) {
+            self.sack = None;
+        }
     }
 
     /// The walk when the segments may be out of order or overlap.
