@@ -606,9 +606,12 @@ impl Server {
     }
 }
 
+/// Timestamped frames.
+type Frames = Vec<(u64, Vec<u8>)>;
+
 /// Three connections with forged packets (198.18.6.x) and one clean one ending in a genuine
 /// reset (198.18.7.1).
-fn injection_frames() -> (Vec<(u64, Vec<u8>)>, Vec<(u64, Vec<u8>)>) {
+fn injection_frames() -> (Frames, Frames) {
     let mut forged = Vec::new();
     // 1. A reset with a foreign TTL and IP ID after five normal server packets.
     let mut a = Server::new("198.18.6.1:41000", "198.18.8.1:443", 100);
