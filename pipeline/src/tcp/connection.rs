@@ -207,13 +207,18 @@ impl Connection {
         if let Some(attempt) = self.attempt_deadline(config) {
             expiry = expiry.min(attempt);
         }
-        if !self.buffers_released {
-            expiry = expiry.min(self.last_ts.plus_nanos(RELEASE_IDLE_BUFFERS_NS));
+        if let Some(release) = self.buffer_release_due() {
+            expiry = expiry.min(release);
         }
         match self.diagnostics.deadline(&config.diagnostics) {
             Some(d) if d < expiry => d,
             _ => expiry,
         }
+    }
+
+    /// When empty buffers are to be given back, unless they were since the last packet.
+    fn buffer_release_due(&self) -> Option<Timestamp> {
+        (!self.buffers_released).then(|| self.last_ts.plus_nanos(RELEASE_IDLE_BUFFERS_NS))
     }
 
     pub(crate) fn on_timer(&mut self, now: Timestamp, config: &EngineConfig, events: &mut Vec<Event>) -> TimerOutcome {
@@ -224,7 +229,7 @@ impl Connection {
         if self.attempt_deadline(config).is_some_and(|d| now >= d) && self.summary.attempt_timer_expires() {
             return TimerOutcome::Close(CloseReason::AttemptTimeout);
         }
-        if !self.buffers_released && now >= self.last_ts.plus_nanos(RELEASE_IDLE_BUFFERS_NS) {
+        if self.buffer_release_due().is_some_and(|due| now >= due) {
             self.analysis.release_idle_buffers();
             self.buffers_released = true;
         }

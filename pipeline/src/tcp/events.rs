@@ -112,19 +112,13 @@ impl EventKind {
         EventKind::MidstreamStart,
     ];
 
+    /// Wireshark's per-packet verdicts: the first 15 kinds of [`EventKind::ALL`], one bit each in
+    /// an analysis result.
+    pub const PER_PACKET: &'static [EventKind] = Self::ALL.split_at(15).0;
+
     /// The connection diagnostics: one event per connection and story, beyond Wireshark's
-    /// per-packet verdicts.
-    pub const DIAGNOSTICS: [EventKind; 9] = [
-        EventKind::ConnectionRefused,
-        EventKind::ConnectionReset,
-        EventKind::HandshakeTimeout,
-        EventKind::HalfOpen,
-        EventKind::RtoBackoff,
-        EventKind::ZeroWindowStall,
-        EventKind::KeepAliveTimeout,
-        EventKind::InvalidFlags,
-        EventKind::MidstreamStart,
-    ];
+    /// per-packet verdicts (the rest of [`EventKind::ALL`]).
+    pub const DIAGNOSTICS: &'static [EventKind] = Self::ALL.split_at(15).1;
 
     /// The name written to the `kind` column.
     pub fn as_str(self) -> &'static str {

@@ -25,7 +25,7 @@ use state::{DirectionState, Unacked, WSCALE_NOT_USED, WSCALE_UNKNOWN};
 pub struct AnalysisFlags(pub u32);
 
 impl AnalysisFlags {
-    /// Bit of a per-packet kind (the first 15 kinds of [`EventKind::ALL`]).
+    /// Bit of a per-packet kind (one of [`EventKind::PER_PACKET`]).
     pub const fn bit(kind: EventKind) -> u32 {
         1 << (kind as u32)
     }
@@ -373,7 +373,7 @@ fn emit(
     fwd: &DirectionState,
     out: &mut Vec<Event>,
 ) {
-    for kind in EventKind::ALL.iter().copied().take(15) {
+    for &kind in EventKind::PER_PACKET {
         if !result.flags.has(kind) {
             continue;
         }
