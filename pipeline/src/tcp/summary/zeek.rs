@@ -565,7 +565,18 @@ impl ZeekConnection {
     }
 
     /// `TCP_Endpoint::CheckHistory`: adds `code` the first time; true if already seen.
+    #[inline]
     fn check_history(&mut self, side: usize, mask: u32, code: char) -> bool {
+        // Seen already, the usual case: then the history is not a lone "H" (that has only its
+        // SYN bit set), so nothing in `check_history_first` can apply.
+        if self.hist_seen & if self.is_orig(side) { mask } else { mask << 16 } != 0 {
+            return true;
+        }
+        self.check_history_first(side, mask, code)
+    }
+
+    #[inline(never)]
+    fn check_history_first(&mut self, side: usize, mask: u32, code: char) -> bool {
         if (code == 'A' || code == 'D') && self.history == "H" {
             // A connection that began with a SYN/ACK now carries productive traffic: flip it.
             self.flip_roles();
@@ -677,7 +688,14 @@ impl ZeekConnection {
 
         let delta_last = self.update_last_seq(side, seq_one_past_segment, flags, len);
 
-        let (do_close, _) = self.update_state_machine(seg.ts, side, base_seq, len, delta_last, is_orig, flags);
+        // Without SYN, FIN or RST, only an inactive endpoint changes state.
+        let do_close = if flags.any(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST)
+            || self.ep[side].state == EndpointState::Inactive
+        {
+            self.update_state_machine(seg.ts, side, base_seq, len, delta_last, is_orig, flags).0
+        } else {
+            false
+        };
 
         if flags.ack() {
             self.ack_received(peer_side, rel_ack);
