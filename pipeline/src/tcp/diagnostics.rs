@@ -263,6 +263,37 @@ impl Diagnostics {
         config: &DiagnosticsConfig,
         out: &mut Vec<Event>,
     ) {
+        let plain = seg.flags.ack() && !seg.flags.any(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST);
+        if plain
+            && analysis.flags.0 == 0
+            && self.cold.is_none()
+            && self.flags.has_for(Flags::SEEN, dir)
+            && self.handshake_deadline(config).is_none()
+        {
+            // Most packets: an ACK or data without verdicts, on a connection with no story under
+            // way, from a side already seen. Of the rules below only these apply to it (the
+            // property test `plain_packets_take_the_short_path_to_the_same_result` compares).
+            if !self.flags.has(Flags::SYN_SENT) {
+                self.flags.set(Flags::ESTABLISHED, true);
+            }
+            self.track_silence(seg, dir, flow_id, seg.payload_len > 0, config, out);
+            self.end_packet(seg, dir);
+            return;
+        }
+        self.on_segment_full(seg, dir, flow_id, analysis, config, out);
+    }
+
+    /// [`Diagnostics::on_segment`] for any packet.
+    #[inline(never)]
+    fn on_segment_full(
+        &mut self,
+        seg: &Segment,
+        dir: Direction,
+        flow_id: u64,
+        analysis: &PacketAnalysis,
+        config: &DiagnosticsConfig,
+        out: &mut Vec<Event>,
+    ) {
         // A handshake deadline that passed before this packet is decided first: the flow's own
         // packets reach past it.
         if let Some(deadline) = self.handshake_deadline(config) {
@@ -359,37 +390,7 @@ impl Diagnostics {
         // the other is silent.
         let f = analysis.flags;
         let demands_answer = seg.payload_len > 0 || f.has(EventKind::KeepAlive) || f.any_retransmission();
-        if self.silence_count != 0 && self.flags.has(Flags::SILENCE_RESP) != (dir == Direction::Resp) {
-            // The peer's run ends (its start fields are read only while the count is not 0).
-            self.silence_count = 0;
-        }
-        if demands_answer {
-            if self.silence_count == 0 {
-                self.flags.set(Flags::SILENCE_RESP, dir == Direction::Resp);
-                self.silence_first_packet = seg.packet_number;
-                self.silence_first_ts = now;
-            }
-            self.silence_count = self.silence_count.saturating_add(1);
-        }
-        if demands_answer
-            && self.flags.has(Flags::ESTABLISHED)
-            && !self.flags.has(Flags::HALF_OPEN_REPORTED)
-            && self.flags.has_for(Flags::SEEN, dir.reverse())
-            && !fin_seen[peer]
-            && !self.flags.has(Flags::RST_SEEN)
-            && self.silence_count >= 2
-            && now.saturating_sub(self.silence_first_ts) >= config.half_open_ns
-        {
-            self.flags.set(Flags::HALF_OPEN_REPORTED, true);
-            out.push(
-                Event::tcp_packet(EventKind::HalfOpen, seg, flow_id, dir)
-                    .with_ref(self.silence_first_packet)
-                    .with_value_ns(now.saturating_sub(self.silence_first_ts))
-                    .with_count(self.silence_count as u64)
-                    .with_detail("reason", "peer_silent")
-                    .with_detail("silent_side", dir.reverse().as_str()),
-            );
-        }
+        self.track_silence(seg, dir, flow_id, demands_answer, config, out);
 
         // RTO backoff of this side's segment; the peer's ACK past it ends the story.
         if f.has(EventKind::Retransmission) {
@@ -475,6 +476,62 @@ impl Diagnostics {
             self.cold_mut().keep_alive[d] = KeepAliveRun::default();
         }
 
+        self.end_packet(seg, dir);
+    }
+
+
+    /// Runs of packets that demand an answer (data, retransmissions, keep-alives) from one side
+    /// while the other is silent: `half_open` once the run is long enough.
+    #[inline(always)]
+    fn track_silence(
+        &mut self,
+        seg: &Segment,
+        dir: Direction,
+        flow_id: u64,
+        demands_answer: bool,
+        config: &DiagnosticsConfig,
+        out: &mut Vec<Event>,
+    ) {
+        let now = seg.ts.as_nanos();
+        if self.silence_count != 0 && self.flags.has(Flags::SILENCE_RESP) != (dir == Direction::Resp) {
+            // The peer's run ends (its start fields are read only while the count is not 0).
+            self.silence_count = 0;
+        }
+        if demands_answer {
+            if self.silence_count == 0 {
+                self.flags.set(Flags::SILENCE_RESP, dir == Direction::Resp);
+                self.silence_first_packet = seg.packet_number;
+                self.silence_first_ts = now;
+            }
+            self.silence_count = self.silence_count.saturating_add(1);
+        }
+        if demands_answer
+            && self.flags.has(Flags::ESTABLISHED)
+            && !self.flags.has(Flags::HALF_OPEN_REPORTED)
+            && self.flags.has_for(Flags::SEEN, dir.reverse())
+            && !self.flags.has_for(Flags::FIN, dir.reverse())
+            && !self.flags.has(Flags::RST_SEEN)
+            && self.silence_count >= 2
+            && now.saturating_sub(self.silence_first_ts) >= config.half_open_ns
+        {
+            self.flags.set(Flags::HALF_OPEN_REPORTED, true);
+            out.push(
+                Event::tcp_packet(EventKind::HalfOpen, seg, flow_id, dir)
+                    .with_ref(self.silence_first_packet)
+                    .with_value_ns(now.saturating_sub(self.silence_first_ts))
+                    .with_count(self.silence_count as u64)
+                    .with_detail("reason", "peer_silent")
+                    .with_detail("silent_side", dir.reverse().as_str()),
+            );
+        }
+    }
+
+    /// What every packet leaves behind: FIN seen, the last data, the last packet and its time.
+    #[inline(always)]
+    fn end_packet(&mut self, seg: &Segment, dir: Direction) {
+        let flags = seg.flags;
+        let d = dir.index();
+        let now = seg.ts.as_nanos();
         if flags.fin() {
             self.flags.set_for(Flags::FIN, dir);
         }
@@ -759,6 +816,91 @@ mod tests {
 
     fn syn(c: &Conversation) -> PacketBuilder {
         PacketBuilder::v4("198.18.0.1:40000", "198.18.0.2:80").seq(c.client_next()).flags(TcpFlags::SYN)
+    }
+
+    #[test]
+    fn plain_packets_take_the_short_path_to_the_same_result() {
+        use crate::decode::{Segment, TcpOptions};
+        use crate::flow::Direction;
+        use crate::tcp::analysis::{AnalysisLimits, SequenceAnalysis};
+        use super::{Diagnostics, DiagnosticsConfig};
+        // Seeded xorshift: connections of mostly plain ACKs and data (the short path), with
+        // SYNs, FINs, RSTs, odd flags, repeats, zero windows, keep-alives and long silences
+        // mixed in, so every story starts and ends somewhere along the way.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let config = DiagnosticsConfig { half_open_ns: 2 * S, handshake_timeout_ns: 3 * S, ..DiagnosticsConfig::default() };
+        let limits = AnalysisLimits::default();
+        let mut short_taken = 0;
+        for _ in 0..400 {
+            let mut analysis = SequenceAnalysis::new();
+            let (mut short, mut full) = (Diagnostics::new(), Diagnostics::new());
+            let (mut short_out, mut full_out, mut analysis_out) = (Vec::new(), Vec::new(), Vec::new());
+            let mut next_seq = [next() as u32, next() as u32];
+            let mut t = T0;
+            for i in 0..80u64 {
+                let r = next();
+                let dir = if r & 1 == 0 { Direction::Orig } else { Direction::Resp };
+                let d = dir.index();
+                t += match r >> 8 & 7 { 0 => 3 * S, 1 => 0, _ => (next() % 50) * MS };
+                let flags = match r >> 12 & 31 {
+                    0 => TcpFlags(TcpFlags::SYN),
+                    1 => TcpFlags(TcpFlags::SYN | TcpFlags::ACK),
+                    2 => TcpFlags(TcpFlags::FIN | TcpFlags::ACK),
+                    3 => TcpFlags(TcpFlags::RST),
+                    4 => TcpFlags((next() & 0x3f) as u16),
+                    _ => TcpFlags(TcpFlags::ACK | if r & 2 == 0 { TcpFlags::PSH } else { 0 }),
+                };
+                let len = if r >> 20 & 3 == 0 { 0 } else { (next() % 1_500) as u32 };
+                let seq = match r >> 24 & 7 {
+                    0 => next_seq[d].wrapping_sub(len.max(1)), // a repeat
+                    1 => next_seq[d].wrapping_sub(1),          // keep-alive shaped
+                    _ => next_seq[d],
+                };
+                next_seq[d] = next_seq[d].max(seq.wrapping_add(len));
+                let (src, dst) = (("198.18.0.1".parse().unwrap(), 40_000), ("198.18.0.2".parse().unwrap(), 80));
+                let ((src_ip, src_port), (dst_ip, dst_port)) = if d == 0 { (src, dst) } else { (dst, src) };
+                let seg = Segment {
+                    ts: Timestamp(t),
+                    packet_number: i + 1,
+                    source_index: 0,
+                    src_ip,
+                    dst_ip,
+                    src_port,
+                    dst_port,
+                    seq,
+                    ack: next_seq[1 - d].wrapping_sub((r >> 28 & 1) as u32 * 100),
+                    flags,
+                    window: if r >> 30 & 7 == 0 { 0 } else { 1_000 },
+                    payload_len: len,
+                    captured_payload_len: len,
+                    ip_payload_len: len,
+                    checksum: Default::default(),
+                    ip_len: 40 + len,
+                    ttl: 64,
+                    ip_id: 0,
+                    vlan: None,
+                    options: TcpOptions::default(),
+                };
+                let a = analysis.on_segment(&seg, dir, 7, &limits, &mut analysis_out);
+                let before = short_out.len();
+                short.on_segment(&seg, dir, 7, &a, &config, &mut short_out);
+                full.on_segment_full(&seg, dir, 7, &a, &config, &mut full_out);
+                short_taken += (short_out.len() == before && a.flags.0 == 0 && seg.flags.0 & TcpFlags::ACK != 0) as u32;
+                assert_eq!(short_out, full_out, "packet {}", i + 1);
+                assert_eq!(format!("{short:?}"), format!("{full:?}"), "packet {}", i + 1);
+            }
+            let endpoints = [("198.18.0.1".parse().unwrap(), 40_000), ("198.18.0.2".parse().unwrap(), 80)];
+            short.on_flow_end(Timestamp(t), CloseReason::EndOfInput, 7, &endpoints, &config, &mut short_out);
+            full.on_flow_end(Timestamp(t), CloseReason::EndOfInput, 7, &endpoints, &config, &mut full_out);
+            assert_eq!(short_out, full_out);
+        }
+        assert!(short_taken > 10_000, "the mix exercises the short path: {short_taken}");
     }
 
     #[test]
