@@ -164,6 +164,7 @@ impl Connection {
     }
 
     /// Handles one segment; returns its direction and the analysis verdicts (for plugins).
+    #[inline(always)]
     pub(crate) fn on_segment(
         &mut self,
         seg: &Segment,

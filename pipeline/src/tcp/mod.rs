@@ -173,14 +173,19 @@ impl Engine {
     }
 
     /// Handles one segment.
-    #[inline]
     pub fn handle_segment(&mut self, seg: &Segment) {
-        self.handle_segment_verdict(seg);
+        self.handle(seg);
     }
 
     /// Handles one segment and returns what the engine decided about it (flow, direction,
     /// per-packet analysis), for the plugins that run after the engine.
     pub fn handle_segment_verdict(&mut self, seg: &Segment) -> SegmentVerdict {
+        self.handle(seg)
+    }
+
+    /// Both of the above: inlined into each, so `handle_segment` never builds the verdict.
+    #[inline(always)]
+    fn handle(&mut self, seg: &Segment) -> SegmentVerdict {
         self.counters.segments += 1;
         self.counters.bad_checksums += (seg.checksum == crate::decode::ChecksumStatus::Bad) as u64;
         if seg.ts < self.now {
