@@ -254,6 +254,7 @@ impl Diagnostics {
     }
 
     /// Reacts to one packet (after its per-packet analysis).
+    #[inline(always)]
     pub fn on_segment(
         &mut self,
         seg: &Segment,

@@ -123,6 +123,7 @@ impl SequenceAnalysis {
     }
 
     /// Analyses one segment sent in direction `dir`, pushing its per-packet events into `out`.
+    #[inline(always)]
     pub fn on_segment(
         &mut self,
         seg: &Segment,

@@ -300,6 +300,7 @@ impl FlowSummary {
     }
 
     /// Counts one packet sent in `dir`, with the analysis verdicts it received.
+    #[inline(always)]
     pub fn on_segment(&mut self, seg: &Segment, dir: Direction, analysis: &PacketAnalysis) {
         let d = dir.index();
         let flags = seg.flags;
