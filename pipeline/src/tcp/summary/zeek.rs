@@ -1017,10 +1017,12 @@ impl ZeekConnection {
             let ep = &self.ep[side];
             (ep.relative(ep.ack_seq, ep.ack_wraps), ep.no_data_acked())
         };
-        let size = endpoint_size(&self.ep[side], &self.ep[1 - side]);
         if self.ep[side].has(EP_SKIP_DELIVERIES) {
             return;
         }
+        // Only while no data is acknowledged (rare) is the endpoint's size needed.
+        let no_data_acked_and_big =
+            no_data_acked && endpoint_size(&self.ep[side], &self.ep[1 - side]) > MAX_INITIAL_WINDOW;
         let r = &mut self.ep[side].reassembly;
         let mut seq = seq;
         let upper = seq.saturating_add(len);
@@ -1046,7 +1048,7 @@ impl ZeekConnection {
             // Data above a hole: the one place the block list is created.
             self.cold.get_or_insert_with(Box::default).ep[side].pending.insert(seq, upper);
         }
-        if no_data_acked && size > MAX_INITIAL_WINDOW {
+        if no_data_acked_and_big {
             // Much data and no ACK: the peer's ACKs are not visible; stop holding delivered data.
             let at = r.last_reassem_seq;
             if at > r.trim_seq {
