@@ -828,13 +828,7 @@ mod tests {
         // Seeded xorshift: connections of mostly plain ACKs and data (the short path), with
         // SYNs, FINs, RSTs, odd flags, repeats, zero windows, keep-alives and long silences
         // mixed in, so every story starts and ends somewhere along the way.
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x2545_F491_4F6C_DD1Du64);
         let config = DiagnosticsConfig { half_open_ns: 2 * S, handshake_timeout_ns: 3 * S, ..DiagnosticsConfig::default() };
         let limits = AnalysisLimits::default();
         let mut short_taken = 0;

@@ -497,6 +497,18 @@ impl Conversation {
     }
 }
 
+/// A seeded xorshift64 generator: the same numbers on every run, for tests and benches that need
+/// varied but reproducible input. `seed` must not be 0.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// Writes `(ts_ns, frame)` pairs, sorted by time (stable), as an Ethernet pcap.
 pub fn write_ethernet_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) -> io::Result<()> {
     let mut sorted: Vec<&(u64, Vec<u8>)> = frames.iter().collect();

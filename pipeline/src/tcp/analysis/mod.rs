@@ -596,13 +596,7 @@ mod tests {
     fn random_segments_never_panic() {
         use crate::decode::TcpFlags;
         use crate::tcp::{CloseReason, Engine, EngineConfig};
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x2545_F491_4F6C_DD1Du64);
         let mut config = EngineConfig::default();
         config.analysis.max_unacked_segments = 64;
         let mut engine = Engine::new(config);

@@ -1460,13 +1460,7 @@ mod tests {
     fn arbitrary_packets_never_panic() {
         // Seeded xorshift: random flags, sequence and acknowledgement numbers (often near the
         // wrap and near each other), lengths and windows, in both directions.
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x9E37_79B9_7F4A_7C15u64);
         for _ in 0..200 {
             let mut zc: Option<ZeekConnection> = None;
             let base = next() as u32;
