@@ -605,7 +605,7 @@ mod tests {
         for n in 0..200_000u64 {
             let r = next();
             let mut seg = template;
-            ts = if r % 97 == 0 { ts.saturating_sub(r % 1_000_000_000) } else { ts + (r >> 40) % 50_000_000 };
+            ts = if r.is_multiple_of(97) { ts.saturating_sub(r % 1_000_000_000) } else { ts + (r >> 40) % 50_000_000 };
             seg.ts = crate::time::Timestamp(ts);
             seg.packet_number = n + 1;
             if r & 1 == 1 {
@@ -626,8 +626,8 @@ mod tests {
                 1 => 1,
                 _ => (next() % 70_000) as u32,
             };
-            seg.options.window_scale = if r % 11 == 0 { Some((next() % 20) as u8) } else { None };
-            if r % 13 == 0 {
+            seg.options.window_scale = if r.is_multiple_of(11) { Some((next() % 20) as u8) } else { None };
+            if r.is_multiple_of(13) {
                 seg.options.sack.count = 4;
                 for b in seg.options.sack.blocks.iter_mut() {
                     *b = (next() as u32, next() as u32);
