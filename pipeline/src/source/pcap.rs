@@ -191,6 +191,22 @@ const PROGRESS_EVERY: u64 = 1024;
 /// and move its read window.
 const PROGRESS_BYTES: usize = 256 << 10;
 
+/// Where the last progress report was: one is due every [`PROGRESS_EVERY`] packets and at least
+/// every [`PROGRESS_BYTES`], whichever comes first.
+struct Progress {
+    reported: usize,
+}
+
+impl Progress {
+    #[inline]
+    fn after_record(&mut self, packets: u64, offset: usize, on_progress: &mut dyn FnMut(u64)) {
+        if packets.is_multiple_of(PROGRESS_EVERY) || offset - self.reported >= PROGRESS_BYTES {
+            self.reported = offset;
+            on_progress(offset as u64);
+        }
+    }
+}
+
 fn read_pcap(
     path: &Path,
     bytes: &[u8],
@@ -225,7 +241,7 @@ fn read_pcap(
     let record_header_len: usize = if modified { 24 } else { 16 };
     let snaplen = header.snaplen;
     let mut offset = 24usize;
-    let mut reported = offset;
+    let mut progress = Progress { reported: offset };
     let mut summary = ReadSummary::default();
     while offset < bytes.len() {
         let rest = &bytes[offset..];
@@ -265,10 +281,7 @@ fn read_pcap(
         });
         summary.packets = packet_number;
         offset += end;
-        if packet_number % PROGRESS_EVERY == 0 || offset - reported >= PROGRESS_BYTES {
-            reported = offset;
-            on_progress(offset as u64);
-        }
+        progress.after_record(packet_number, offset, on_progress);
     }
     summary.bytes = offset as u64;
     on_progress(offset as u64);
@@ -292,7 +305,7 @@ fn read_pcapng(
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut big_endian = false;
     let mut offset = 0usize;
-    let mut reported = offset;
+    let mut progress = Progress { reported: offset };
     let mut summary = ReadSummary::default();
     let mut first = true;
     while offset < bytes.len() {
@@ -382,10 +395,7 @@ fn read_pcapng(
             _ => {}
         }
         offset += consumed.max(1);
-        if summary.packets % PROGRESS_EVERY == 0 || offset - reported >= PROGRESS_BYTES {
-            reported = offset;
-            on_progress(offset as u64);
-        }
+        progress.after_record(summary.packets, offset, on_progress);
     }
     summary.bytes = offset as u64;
     on_progress(offset as u64);
