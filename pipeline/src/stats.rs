@@ -64,5 +64,8 @@ impl WorkerCounters {
         a.time_went_backwards += b.time_went_backwards;
         a.unacked_segments_refused += b.unacked_segments_refused;
         a.bad_checksums += b.bad_checksums;
+        a.connections_packed += b.connections_packed;
+        a.connections_packed_early += b.connections_packed_early;
+        a.connections_unpacked += b.connections_unpacked;
     }
 }

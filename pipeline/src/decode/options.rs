@@ -10,6 +10,16 @@ pub struct SackBlocks {
 }
 
 impl SackBlocks {
+    /// Visits every field for packing (see [`crate::tcp::compact`]).
+    pub(crate) fn codec(&mut self, c: &mut impl crate::tcp::compact::Codec) {
+        let SackBlocks { count, blocks } = self;
+        c.u8(count);
+        for (left, right) in blocks.iter_mut() {
+            c.seq(left);
+            c.seq(right);
+        }
+    }
+
     /// The valid blocks.
     pub fn as_slice(&self) -> &[(u32, u32)] {
         &self.blocks[..self.count as usize]

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 /// One endpoint packed into integers, so comparing and hashing keys costs a few instructions:
 /// the address as 128 bits (IPv4 in the low 32), the port and the address family beside it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct PackedEndpoint {
     address: u128,
     /// Port in the low 16 bits; bit 16 set for IPv6.
@@ -34,7 +34,7 @@ impl PackedEndpoint {
 }
 
 /// The canonical 5-tuple of a TCP connection (protocol implied): the lower endpoint first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     low: PackedEndpoint,
     high: PackedEndpoint,
@@ -103,6 +103,23 @@ impl FlowKey {
     #[inline]
     pub fn high(&self) -> (IpAddr, u16) {
         self.high.unpack()
+    }
+
+    /// Visits the key for packing (see [`crate::tcp::compact`]): an IPv4 address takes its 32 bits.
+    pub(crate) fn codec(&mut self, c: &mut impl crate::tcp::compact::Codec) {
+        for e in [&mut self.low, &mut self.high] {
+            c.u32(&mut e.port_and_family);
+            if e.port_and_family >> 16 == 0 {
+                let mut v4 = e.address as u32;
+                c.fixed32(&mut v4);
+                e.address = u128::from(v4);
+            } else {
+                let (mut lo, mut hi) = (e.address as u64, (e.address >> 64) as u64);
+                c.u64(&mut lo);
+                c.u64(&mut hi);
+                e.address = u128::from(hi) << 64 | u128::from(lo);
+            }
+        }
     }
 
     /// A hash of the canonical key: the same for both directions, the same on every run and

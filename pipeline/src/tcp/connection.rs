@@ -1,6 +1,7 @@
 //! One TCP connection: its originator, both directions' analysis state, diagnostics and summary.
 
 use super::analysis::SequenceAnalysis;
+use super::compact::{Codec, Packer, Unpacker};
 use super::diagnostics::Diagnostics;
 use super::events::Event;
 use super::summary::{CloseReason, FlowRecord, FlowSummary};
@@ -8,9 +9,6 @@ use super::EngineConfig;
 use crate::decode::Segment;
 use crate::flow::{Direction, FlowKey, Side, StableHasher};
 use crate::time::Timestamp;
-
-/// Packet time without a packet after which a connection gives back its empty buffers.
-const RELEASE_IDLE_BUFFERS_NS: u64 = 1_000_000_000;
 
 /// What a due timer did to a connection.
 pub(crate) enum TimerOutcome {
@@ -20,7 +18,29 @@ pub(crate) enum TimerOutcome {
     Close(CloseReason),
 }
 
+/// What the engine reads of a packed connection without unpacking it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PackedHeader {
+    pub key: FlowKey,
+    pub generation: u32,
+    pub first_ts: Timestamp,
+    pub first_packet: u64,
+    pub last_ts: Timestamp,
+}
+
+/// The flow id: a stable hash of the key and the first packet, kept positive because Parquet
+/// stores INT64, so ids read the same everywhere.
+fn flow_id_of(key: &FlowKey, first_ts: Timestamp, first_packet: u64, source_index: u32) -> u64 {
+    let mut h = StableHasher::default();
+    key.write_to(&mut h);
+    h.write_u64(first_ts.as_nanos());
+    h.write_u64(first_packet);
+    h.write_u64(source_index as u64);
+    h.finish() >> 1
+}
+
 /// A tracked connection.
+#[derive(Debug)]
 pub struct Connection {
     key: FlowKey,
     orig_side: Side,
@@ -33,8 +53,6 @@ pub struct Connection {
     vlan: Option<u16>,
     fin_seen: [bool; 2],
     rst_by: Option<Direction>,
-    /// Empty buffers were given back since the last packet (see [`RELEASE_IDLE_BUFFERS_NS`]).
-    buffers_released: bool,
     analysis: SequenceAnalysis,
     diagnostics: Diagnostics,
     summary: FlowSummary,
@@ -54,13 +72,7 @@ impl Connection {
         } else {
             side
         };
-        let mut h = StableHasher::default();
-        key.write_to(&mut h);
-        h.write_u64(seg.ts.as_nanos());
-        h.write_u64(seg.packet_number);
-        h.write_u64(seg.source_index as u64);
-        // Parquet stores INT64: keep ids positive so they read the same everywhere.
-        let flow_id = h.finish() >> 1;
+        let flow_id = flow_id_of(&key, seg.ts, seg.packet_number, seg.source_index);
         Connection {
             key,
             orig_side,
@@ -73,10 +85,115 @@ impl Connection {
             vlan: seg.vlan,
             fin_seen: [false; 2],
             rst_by: None,
-            buffers_released: false,
             analysis: SequenceAnalysis::new(),
             diagnostics: Diagnostics::new(),
             summary: FlowSummary::new(),
+        }
+    }
+
+    /// Visits the fields the engine reads without unpacking, first in the packed form.
+    fn codec_header(c: &mut impl Codec, h: &mut PackedHeader) {
+        let PackedHeader { key, generation, first_ts, first_packet, last_ts } = h;
+        key.codec(c);
+        c.u32(generation);
+        c.time(&mut first_ts.0);
+        c.packet(first_packet);
+        c.time(&mut last_ts.0);
+    }
+
+    /// Visits every field for packing (see [`super::compact`]). The flow id is not packed: it is
+    /// computed again from the key and the first packet.
+    fn codec(&mut self, c: &mut impl Codec) {
+        let Connection {
+            key,
+            orig_side,
+            flow_id: _,
+            generation,
+            source_index,
+            first_ts,
+            first_packet,
+            last_ts,
+            vlan,
+            fin_seen,
+            rst_by,
+            analysis,
+            diagnostics,
+            summary,
+        } = self;
+        let mut header = PackedHeader {
+            key: *key,
+            generation: *generation,
+            first_ts: *first_ts,
+            first_packet: *first_packet,
+            last_ts: *last_ts,
+        };
+        Connection::codec_header(c, &mut header);
+        (*key, *generation, *first_ts, *first_packet, *last_ts) =
+            (header.key, header.generation, header.first_ts, header.first_packet, header.last_ts);
+        c.u32(source_index);
+        let mut orig_high = *orig_side == Side::High;
+        c.bool(&mut orig_high);
+        *orig_side = if orig_high { Side::High } else { Side::Low };
+        c.option(vlan, |c, v| c.u16(v));
+        fin_seen.iter_mut().for_each(|f| c.bool(f));
+        let mut rst = rst_by.map_or(0, |d| 1 + d.index() as u8);
+        c.small(&mut rst, 2);
+        *rst_by = [None, Some(Direction::Orig), Some(Direction::Resp)].get(usize::from(rst)).copied().flatten();
+        analysis.codec(c);
+        diagnostics.codec(c);
+        summary.codec(c);
+    }
+
+    /// The packed form of this connection, written with `packer`; `None` where the state holds
+    /// something the packed form cannot (the connection then stays as it is). Empty buffers are
+    /// given back first.
+    pub(crate) fn pack(&mut self, packer: &mut Packer, time_base: u64) -> Option<Box<[u8]>> {
+        self.analysis.release_idle_buffers();
+        packer.start(time_base);
+        self.codec(packer);
+        packer.finish()
+    }
+
+    /// The connection that [`Connection::pack`] packed with the same `time_base`.
+    pub(crate) fn unpack(packed: &[u8], time_base: u64) -> Connection {
+        let mut conn = Connection {
+            key: FlowKey::default(),
+            orig_side: Side::Low,
+            flow_id: 0,
+            generation: 0,
+            source_index: 0,
+            first_ts: Timestamp::ZERO,
+            first_packet: 0,
+            last_ts: Timestamp::ZERO,
+            vlan: None,
+            fin_seen: [false; 2],
+            rst_by: None,
+            analysis: SequenceAnalysis::new(),
+            diagnostics: Diagnostics::new(),
+            summary: FlowSummary::new(),
+        };
+        let mut unpacker = Unpacker::new(packed, time_base);
+        conn.codec(&mut unpacker);
+        debug_assert!(unpacker.read_exactly(), "a packed connection reads back exactly");
+        conn.flow_id = flow_id_of(&conn.key, conn.first_ts, conn.first_packet, conn.source_index);
+        conn
+    }
+
+    /// What the engine reads of a packed connection without unpacking it.
+    pub(crate) fn packed_header(packed: &[u8], time_base: u64) -> PackedHeader {
+        let mut header = PackedHeader::default();
+        Connection::codec_header(&mut Unpacker::new(packed, time_base), &mut header);
+        header
+    }
+
+    /// The same fields of this connection.
+    pub(crate) fn header(&self) -> PackedHeader {
+        PackedHeader {
+            key: self.key,
+            generation: self.generation,
+            first_ts: self.first_ts,
+            first_packet: self.first_packet,
+            last_ts: self.last_ts,
         }
     }
 
@@ -173,7 +290,6 @@ impl Connection {
         events: &mut Vec<Event>,
     ) -> (Direction, super::analysis::PacketAnalysis) {
         let dir = self.direction_of(side);
-        self.buffers_released = false;
         if seg.ts > self.last_ts {
             self.last_ts = seg.ts;
         }
@@ -195,12 +311,6 @@ impl Connection {
         (dir, analysis)
     }
 
-    /// Room allocated for unacknowledged segments.
-    #[cfg(test)]
-    pub(crate) fn segment_capacity(&self) -> usize {
-        self.analysis.segment_capacity()
-    }
-
     /// The packet time at which this connection's timer must next run.
     pub(crate) fn deadline(&self, config: &EngineConfig) -> Timestamp {
         let idle = if self.is_closed() { config.close_linger_ns } else { config.idle_timeout_ns };
@@ -208,18 +318,10 @@ impl Connection {
         if let Some(attempt) = self.attempt_deadline(config) {
             expiry = expiry.min(attempt);
         }
-        if let Some(release) = self.buffer_release_due() {
-            expiry = expiry.min(release);
-        }
         match self.diagnostics.deadline(&config.diagnostics) {
             Some(d) if d < expiry => d,
             _ => expiry,
         }
-    }
-
-    /// When empty buffers are to be given back, unless they were since the last packet.
-    fn buffer_release_due(&self) -> Option<Timestamp> {
-        (!self.buffers_released).then(|| self.last_ts.plus_nanos(RELEASE_IDLE_BUFFERS_NS))
     }
 
     pub(crate) fn on_timer(&mut self, now: Timestamp, config: &EngineConfig, events: &mut Vec<Event>) -> TimerOutcome {
@@ -229,10 +331,6 @@ impl Connection {
         }
         if self.attempt_deadline(config).is_some_and(|d| now >= d) && self.summary.attempt_timer_expires() {
             return TimerOutcome::Close(CloseReason::AttemptTimeout);
-        }
-        if self.buffer_release_due().is_some_and(|due| now >= due) {
-            self.analysis.release_idle_buffers();
-            self.buffers_released = true;
         }
         if let Some(d) = self.diagnostics.deadline(&config.diagnostics) {
             if now >= d {

@@ -9,6 +9,7 @@
 use crate::decode::{Segment, TcpFlags};
 use crate::flow::Direction;
 use crate::tcp::analysis::PacketAnalysis;
+use crate::tcp::compact::Codec;
 use crate::tcp::events::{Event, EventKind};
 use crate::tcp::seq::seq_gt;
 use crate::tcp::summary::CloseReason;
@@ -56,6 +57,12 @@ struct Intervals {
 }
 
 impl Intervals {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let Intervals { len, micros } = self;
+        c.u8(len);
+        *len = (*len).min(MAX_INTERVALS as u8);
+        micros[..*len as usize].iter_mut().for_each(|m| c.u32(m));
+    }
     fn push(&mut self, ns: u64) {
         if (self.len as usize) < MAX_INTERVALS {
             self.micros[self.len as usize] = (ns / 1_000).min(u32::MAX as u64) as u32;
@@ -88,6 +95,20 @@ struct Backoff {
     intervals: Intervals,
 }
 
+impl Backoff {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let Backoff { active, seq, original_packet, original_ts, last_packet, last_ts, retransmissions, intervals } = self;
+        c.bool(active);
+        c.seq(seq);
+        c.packet(original_packet);
+        c.time(original_ts);
+        c.packet(last_packet);
+        c.time(last_ts);
+        c.u32(retransmissions);
+        intervals.codec(c);
+    }
+}
+
 /// A zero window advertised by one side, until it opens.
 #[derive(Clone, Copy, Debug, Default)]
 struct Stall {
@@ -97,12 +118,31 @@ struct Stall {
     probes: u32,
 }
 
+impl Stall {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let Stall { active, start_packet, start_ts, probes } = self;
+        c.bool(active);
+        c.packet(start_packet);
+        c.time(start_ts);
+        c.u32(probes);
+    }
+}
+
 /// Keep-alives in a row from one side with nothing back.
 #[derive(Clone, Copy, Debug, Default)]
 struct KeepAliveRun {
     count: u32,
     first_packet: u64,
     first_ts: u64,
+}
+
+impl KeepAliveRun {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let KeepAliveRun { count, first_packet, first_ts } = self;
+        c.u32(count);
+        c.packet(first_packet);
+        c.time(first_ts);
+    }
 }
 
 /// The state of the rarer stories. Boxed and created only when a packet starts one of them (a
@@ -126,6 +166,19 @@ struct Cold {
     stall: [Stall; 2],
     /// Unanswered keep-alives per direction.
     keep_alive: [KeepAliveRun; 2],
+}
+
+impl Cold {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let Cold { syns_sent, last_syn_ts, syn_intervals, latest_ts, backoff, stall, keep_alive } = self;
+        c.u32(syns_sent);
+        c.time(last_syn_ts);
+        syn_intervals.codec(c);
+        c.time(latest_ts);
+        backoff.iter_mut().for_each(|b| b.codec(c));
+        stall.iter_mut().for_each(|s| s.codec(c));
+        keep_alive.iter_mut().for_each(|k| k.codec(c));
+    }
 }
 
 /// Yes/no state of a connection in one word (one lives in every connection).
@@ -224,6 +277,36 @@ impl Diagnostics {
     /// Fresh state.
     pub fn new() -> Self {
         Diagnostics::default()
+    }
+
+    /// Visits every field for packing (see [`crate::tcp::compact`]).
+    pub(crate) fn codec(&mut self, c: &mut impl Codec) {
+        let Diagnostics {
+            source_index,
+            flags,
+            first_syn_packet,
+            first_syn_ts,
+            last_packet,
+            last_ts_dir,
+            last_data_packet,
+            last_data_ts,
+            silence_count,
+            silence_first_packet,
+            silence_first_ts,
+            cold,
+        } = self;
+        c.u32(source_index);
+        c.u16(&mut flags.0);
+        c.packet(first_syn_packet);
+        c.time(first_syn_ts);
+        c.packet(last_packet);
+        last_ts_dir.iter_mut().for_each(|t| c.time(t));
+        c.packet(last_data_packet);
+        c.time(last_data_ts);
+        c.u32(silence_count);
+        c.packet(silence_first_packet);
+        c.time(silence_first_ts);
+        c.option(cold, |c, cold| cold.codec(c));
     }
 
     /// The rarer stories' state, created on first need.

@@ -83,6 +83,15 @@ impl SequenceAnalysis {
         SequenceAnalysis::default()
     }
 
+    /// Visits every field for packing (see [`crate::tcp::compact`]).
+    pub(crate) fn codec(&mut self, c: &mut impl crate::tcp::compact::Codec) {
+        let SequenceAnalysis { dirs, last_syn_ns, irtt_ns, pending_port_reuse } = self;
+        dirs.iter_mut().for_each(|d| d.codec(c));
+        c.time(last_syn_ns);
+        c.duration(irtt_ns);
+        c.option(pending_port_reuse, |c, p| c.packet(p));
+    }
+
     /// The initial RTT (last SYN → first pure ACK), when known.
     pub fn initial_rtt_ns(&self) -> Option<u64> {
         (self.irtt_ns != 0).then_some(self.irtt_ns)
@@ -96,12 +105,6 @@ impl SequenceAnalysis {
     /// Gives back buffers that hold nothing, once the connection has gone quiet.
     pub fn release_idle_buffers(&mut self) {
         self.dirs.iter_mut().for_each(DirectionState::release_idle_buffers);
-    }
-
-    /// Room allocated for unacknowledged segments, both directions.
-    #[cfg(test)]
-    pub(crate) fn segment_capacity(&self) -> usize {
-        self.dirs.iter().map(|d| d.segments.capacity()).sum()
     }
 
     /// Unacknowledged segments remembered now for `dir`.

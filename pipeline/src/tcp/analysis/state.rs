@@ -3,6 +3,7 @@
 
 use super::AnalysisFlags;
 use crate::decode::SackBlocks;
+use crate::tcp::compact::Codec;
 use crate::tcp::seq::{seq_gt, seq_le};
 use std::collections::VecDeque;
 
@@ -12,7 +13,7 @@ pub(crate) const WSCALE_UNKNOWN: i8 = -1;
 pub(crate) const WSCALE_NOT_USED: i8 = -2;
 
 /// One segment sent and not yet acknowledged.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Unacked {
     /// First sequence number not yet acknowledged (moved up by partial ACKs).
     pub seq: u32,
@@ -110,7 +111,73 @@ pub(crate) struct AckOutcome {
     pub matched: Option<(u64, u64, bool)>,
 }
 
+impl Unacked {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let Unacked { seq, nextseq, packet, ts, retransmitted } = self;
+        c.seq(seq);
+        c.seq(nextseq);
+        c.packet(packet);
+        c.time(ts);
+        c.bool(retransmitted);
+    }
+}
+
 impl DirectionState {
+    /// Visits every field for packing (see [`crate::tcp::compact`]).
+    pub fn codec(&mut self, c: &mut impl Codec) {
+        let DirectionState {
+            base_set,
+            base_seq,
+            nextseq,
+            nextseq_time,
+            nextseq_packet,
+            maxseqtobeacked,
+            lastack,
+            lastack_time,
+            window,
+            win_scale,
+            is_first_ack,
+            dupacknum,
+            lastnondupack,
+            last_flags,
+            valid_bif,
+            sack,
+            segments,
+            in_order,
+            refused,
+            keep_alive_run,
+            last_packet,
+        } = self;
+        c.bool(base_set);
+        c.seq(base_seq);
+        c.seq(nextseq);
+        c.time(nextseq_time);
+        c.packet(nextseq_packet);
+        c.seq(maxseqtobeacked);
+        c.seq(lastack);
+        c.time(lastack_time);
+        // u32::MAX (no packet yet) as 0: a byte, not five.
+        let mut w = window.wrapping_add(1);
+        c.u32(&mut w);
+        *window = w.wrapping_sub(1);
+        // -2..=14 as 0..=16, in five bits.
+        let mut scale = (*win_scale as u8).wrapping_add(2);
+        c.small(&mut scale, 5);
+        *win_scale = scale.wrapping_sub(2) as i8;
+        c.bool(is_first_ack);
+        c.i32(dupacknum);
+        c.packet(lastnondupack);
+        c.u32(&mut last_flags.0);
+        c.bool(valid_bif);
+        c.option(sack, |c, s| s.codec(c));
+        let n = c.len(segments.len(), |n| segments.resize(n, Unacked::default()));
+        segments.iter_mut().take(n).for_each(|u| u.codec(c));
+        c.bool(in_order);
+        c.u64(refused);
+        c.u32(keep_alive_run);
+        c.packet(last_packet);
+    }
+
     /// Appends a transmission unless the list is full (then counts the refusal).
     #[inline]
     pub fn remember(&mut self, unacked: Unacked, limit: usize) -> bool {

@@ -7,6 +7,7 @@ pub mod zeek;
 use crate::decode::Segment;
 use crate::flow::Direction;
 use crate::tcp::analysis::{AnalysisFlags, PacketAnalysis};
+use crate::tcp::compact::Codec;
 use crate::tcp::events::EventKind;
 use crate::time::Timestamp;
 use rtt::RttSketch;
@@ -149,6 +150,33 @@ struct HotMetrics {
     timestamps: bool,
 }
 
+impl HotMetrics {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let HotMetrics {
+            pkts,
+            ip_bytes,
+            payload_bytes,
+            unique_bytes,
+            high_seq,
+            max_bytes_in_flight,
+            mss,
+            window_scale,
+            sack_permitted,
+            timestamps,
+        } = self;
+        c.u64(pkts);
+        c.u64(ip_bytes);
+        c.u64(payload_bytes);
+        c.u64(unique_bytes);
+        c.option(high_seq, |c, s| c.seq(s));
+        c.u32(max_bytes_in_flight);
+        c.option(mss, |c, m| c.u16(m));
+        c.option(window_scale, |c, w| c.u8(w));
+        c.bool(sack_permitted);
+        c.bool(timestamps);
+    }
+}
+
 /// The per-direction counters of trouble. Most connections never need them, so they live in a
 /// box made by the first packet that does (a retransmission, a zero window, ...): per-flow memory
 /// stays small with millions of flows open.
@@ -169,6 +197,45 @@ struct TroubleMetrics {
     rtt_ambiguous_acks: u64,
     /// Since when this direction has been advertising a zero window.
     zero_window_since: Option<Timestamp>,
+}
+
+impl TroubleMetrics {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let TroubleMetrics {
+            retransmissions,
+            fast_retransmissions,
+            spurious_retransmissions,
+            out_of_order,
+            lost_segments,
+            acked_unseen,
+            duplicate_acks,
+            zero_windows,
+            zero_window_probes,
+            keep_alives,
+            window_full,
+            zero_window_stall_ns,
+            rtt_ambiguous_acks,
+            zero_window_since,
+        } = self;
+        for v in [
+            retransmissions,
+            fast_retransmissions,
+            spurious_retransmissions,
+            out_of_order,
+            lost_segments,
+            acked_unseen,
+            duplicate_acks,
+            zero_windows,
+            zero_window_probes,
+            keep_alives,
+            window_full,
+            rtt_ambiguous_acks,
+        ] {
+            c.u64(v);
+        }
+        c.i64(zero_window_stall_ns);
+        c.option(zero_window_since, |c, t| c.time(&mut t.0));
+    }
 }
 
 /// The verdicts [`TroubleMetrics`] counts.
@@ -292,6 +359,30 @@ impl FlowSummary {
     /// An empty summary.
     pub fn new() -> Self {
         FlowSummary::default()
+    }
+
+    /// Visits every field for packing (see [`crate::tcp::compact`]).
+    pub(crate) fn codec(&mut self, c: &mut impl Codec) {
+        let FlowSummary {
+            metrics,
+            trouble,
+            zeek,
+            first_syn,
+            first_synack,
+            handshake_ack,
+            rtt,
+            attempt_start,
+            attempt_timer_spent,
+        } = self;
+        metrics.iter_mut().for_each(|m| m.codec(c));
+        c.option(trouble, |c, t| t.iter_mut().for_each(|t| t.codec(c)));
+        c.option_with(zeek, ZeekConnection::blank, |c, z| z.codec(c));
+        for t in [first_syn, first_synack, handshake_ack] {
+            c.option(t, |c, t| c.time(&mut t.0));
+        }
+        rtt.iter_mut().for_each(|r| r.codec(c));
+        c.option(attempt_start, |c, t| c.time(&mut t.0));
+        c.bool(attempt_timer_spent);
     }
 
     /// A packet whose TCP checksum is wrong: Zeek's history letter, nothing else (Zeek drops it).

@@ -81,6 +81,34 @@ impl RttSketch {
         self.sum_ns = self.sum_ns.saturating_add(ns);
     }
 
+    /// Visits every field for packing (see [`crate::tcp::compact`]); the histogram as its
+    /// non-empty buckets.
+    pub(crate) fn codec(&mut self, c: &mut impl crate::tcp::compact::Codec) {
+        let RttSketch { count, sum_ns, min_ns, max_ns, spill } = self;
+        c.u64(count);
+        c.duration(sum_ns);
+        c.duration(min_ns);
+        c.duration(max_ns);
+        let empty = || Box::new(Spill { exact: [0; EXACT], histogram: None });
+        c.option_with(spill, empty, |c, spill| {
+            let Spill { exact, histogram } = &mut **spill;
+            exact.iter_mut().for_each(|v| c.duration(v));
+            c.option_with(histogram, || Box::new([0; BUCKETS]), |c, h| {
+                let mut used = h.iter().filter(|&&n| n != 0).count() as u64;
+                c.u64(&mut used);
+                let mut at = 0;
+                for _ in 0..used.min(BUCKETS as u64) {
+                    // The gap since the last non-empty bucket, then its count.
+                    let mut gap = h[at..].iter().position(|&n| n != 0).unwrap_or(0) as u64;
+                    c.u64(&mut gap);
+                    at = (at + gap as usize).min(BUCKETS - 1);
+                    c.u32(&mut h[at]);
+                    at = (at + 1).min(BUCKETS - 1);
+                }
+            });
+        });
+    }
+
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.count

@@ -23,6 +23,7 @@
 
 use compact_str::CompactString;
 use crate::decode::{Segment, TcpFlags};
+use crate::tcp::compact::Codec;
 use crate::flow::Direction;
 use crate::time::Timestamp;
 
@@ -68,6 +69,10 @@ pub fn wants_flip(seg: &Segment) -> bool {
     }
 }
 
+/// The longest history a packed connection keeps (Zeek's scaled counters keep real ones far
+/// shorter); a longer one leaves its connection unpacked.
+const MAX_HISTORY_PACKED: usize = 4096;
+
 /// Zeek's endpoint states (`TCP_ENDPOINT_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EndpointState {
@@ -106,6 +111,23 @@ enum Counter {
     BadChecksum,
 }
 
+impl EndpointState {
+    const ALL: [EndpointState; 7] = [
+        EndpointState::Inactive,
+        EndpointState::SynSent,
+        EndpointState::SynAckSent,
+        EndpointState::Partial,
+        EndpointState::Established,
+        EndpointState::Closed,
+        EndpointState::Reset,
+    ];
+    fn codec(&mut self, c: &mut impl Codec) {
+        let mut i = *self as u8;
+        c.small(&mut i, 3);
+        *self = EndpointState::ALL.get(usize::from(i)).copied().unwrap_or_default();
+    }
+}
+
 /// Zeek's logarithmic history counters of one endpoint, one per [`Counter`]: each is true at its
 /// 1st, 10th, 100th… hit.
 #[derive(Clone, Debug, Default)]
@@ -134,6 +156,14 @@ impl ScaledCounters {
             self.exp[i] += 1;
         }
         true
+    }
+}
+
+impl ScaledCounters {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let ScaledCounters { count, exp } = self;
+        count.iter_mut().for_each(|n| c.u32(n));
+        exp.iter_mut().for_each(|e| c.u8(e));
     }
 }
 
@@ -222,6 +252,21 @@ impl PendingBlocks {
         }
         let at = self.blocks.partition_point(|&(s, _)| s < lo);
         self.blocks.insert(at, (lo, hi));
+    }
+}
+
+impl PendingBlocks {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let PendingBlocks { blocks, merged_at_limit } = self;
+        let n = c.len(blocks.len(), |n| blocks.resize(n.min(MAX_PENDING_BLOCKS), (0, 0)));
+        for (seq, upper) in blocks.iter_mut().take(n) {
+            c.u64(seq);
+            // The block's length: small where the edge itself is not.
+            let mut len = upper.wrapping_sub(*seq);
+            c.u64(&mut len);
+            *upper = seq.wrapping_add(len);
+        }
+        c.u64(merged_at_limit);
     }
 }
 
@@ -328,6 +373,38 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let Endpoint {
+            state,
+            prev_state,
+            flags,
+            start_seq,
+            last_seq,
+            ack_seq,
+            seq_wraps,
+            ack_wraps,
+            fin_seq,
+            hist_last_fin,
+            hist_last_rst,
+            reassembly: Reassembly { last_reassem_seq, trim_seq },
+        } = self;
+        state.codec(c);
+        prev_state.codec(c);
+        c.small(flags, 3);
+        c.seq(start_seq);
+        c.seq(last_seq);
+        c.seq(ack_seq);
+        c.u32(seq_wraps);
+        c.u32(ack_wraps);
+        c.u64(fin_seq);
+        c.u64(hist_last_fin);
+        c.u64(hist_last_rst);
+        c.u64(last_reassem_seq);
+        c.u64(trim_seq);
+    }
+}
+
 /// The part of an endpoint that most connections never need (see [`Cold`]).
 #[derive(Clone, Debug, Default)]
 struct EndpointCold {
@@ -340,6 +417,16 @@ struct EndpointCold {
     hist_last_syn: u64,
     /// Retransmission, zero-window, gap and bad-checksum counters.
     counters: ScaledCounters,
+}
+
+impl EndpointCold {
+    fn codec(&mut self, c: &mut impl Codec) {
+        let EndpointCold { pending, missed_bytes, hist_last_syn, counters } = self;
+        pending.codec(c);
+        c.u64(missed_bytes);
+        c.u64(hist_last_syn);
+        counters.codec(c);
+    }
 }
 
 /// Both endpoints' rarely needed state, by physical side. Boxed and created only by the first
@@ -429,6 +516,52 @@ impl ZeekConnection {
             zc.flip_roles();
         }
         zc
+    }
+
+    /// An empty model to unpack into (see [`crate::tcp::compact`]).
+    pub(crate) fn blank() -> Self {
+        ZeekConnection {
+            ep: [Endpoint::default(), Endpoint::default()],
+            history: CompactString::const_new(""),
+            cold: None,
+            attempt_started: Timestamp::ZERO,
+            hist_seen: 0,
+            zeek_orig: 0,
+            first_packet_seen: 0,
+            is_partial: false,
+            attempt_timer: false,
+        }
+    }
+
+    /// Visits every field for packing (see [`crate::tcp::compact`]).
+    pub(crate) fn codec(&mut self, c: &mut impl Codec) {
+        let ZeekConnection {
+            ep,
+            history,
+            cold,
+            attempt_started,
+            hist_seen,
+            zeek_orig,
+            first_packet_seen,
+            is_partial,
+            attempt_timer,
+        } = self;
+        ep.iter_mut().for_each(|e| e.codec(c));
+        c.text(history, MAX_HISTORY_PACKED);
+        c.option(cold, |c, cold| {
+            let Cold { ep } = &mut **cold;
+            ep.iter_mut().for_each(|e| e.codec(c));
+        });
+        c.time(&mut attempt_started.0);
+        // The originator's bits and the responder's (shifted by 16), each a byte.
+        let (mut orig, mut resp) = (*hist_seen as u16, (*hist_seen >> 16) as u16);
+        c.u16(&mut orig);
+        c.u16(&mut resp);
+        *hist_seen = u32::from(orig) | u32::from(resp) << 16;
+        c.small(zeek_orig, 1);
+        c.small(first_packet_seen, 2);
+        c.bool(is_partial);
+        c.bool(attempt_timer);
     }
 
     /// The history string, as Zeek writes it.
