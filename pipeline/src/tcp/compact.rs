@@ -167,8 +167,10 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 #[derive(Default)]
 pub(crate) struct Packer {
     bytes: Vec<u8>,
+    /// Whole bytes of bits; the latest bits wait in `acc`, least significant first.
     bits: Vec<u8>,
-    bit_count: usize,
+    acc: u64,
+    acc_len: u32,
     times: Recent<u64>,
     packets: Recent<u64>,
     durations: Recent<u64>,
@@ -184,7 +186,8 @@ impl Packer {
     pub fn start(&mut self, time_base: u64) {
         self.bytes.clear();
         self.bits.clear();
-        self.bit_count = 0;
+        self.acc = 0;
+        self.acc_len = 0;
         self.times = Recent::with_first(time_base);
         self.packets = Recent::default();
         self.durations = Recent::default();
@@ -198,12 +201,15 @@ impl Packer {
         if self.unrepresentable {
             return None;
         }
-        let mut head = Vec::with_capacity(10);
-        put_varint(&mut head, self.bytes.len() as u64);
-        let mut out = Vec::with_capacity(head.len() + self.bytes.len() + self.bits.len());
-        out.extend_from_slice(&head);
+        let len = self.bytes.len() as u64;
+        let head = (64 - len.leading_zeros()).div_ceil(7).max(1) as usize;
+        let tail = self.acc_len.div_ceil(8) as usize;
+        let mut out = Vec::with_capacity(head + self.bytes.len() + self.bits.len() + tail);
+        put_varint(&mut out, len);
         out.extend_from_slice(&self.bytes);
         out.extend_from_slice(&self.bits);
+        out.extend_from_slice(&self.acc.to_le_bytes()[..tail]);
+        debug_assert_eq!(out.len(), out.capacity());
         Some(out.into_boxed_slice())
     }
 
@@ -219,25 +225,14 @@ impl Packer {
         choice
     }
 
+    /// The bits in stream order: `00` is 0b00, `01` is 0b10, `10ab` is 0bba01, `11` is 0b11.
     fn put_choice(&mut self, choice: Choice) {
         match choice {
-            Choice::Zero => {
-                self.put_bit(false);
-                self.put_bit(false);
-            }
-            Choice::Recent(0) => {
-                self.put_bit(false);
-                self.put_bit(true);
-            }
-            Choice::Recent(i) => {
-                self.put_bit(true);
-                self.put_bit(false);
-                self.put_bit((i - 1) & 1 != 0);
-                self.put_bit((i - 1) & 2 != 0);
-            }
+            Choice::Zero => self.put_bits(0b00, 2),
+            Choice::Recent(0) => self.put_bits(0b10, 2),
+            Choice::Recent(i) => self.put_bits(0b01 | (i as u64 - 1) << 2, 4),
             Choice::Difference(d) => {
-                self.put_bit(true);
-                self.put_bit(true);
+                self.put_bits(0b11, 2);
                 put_varint(&mut self.bytes, d);
             }
         }
@@ -245,14 +240,24 @@ impl Packer {
 }
 
 impl Packer {
+    /// Appends the `n` low bits of `v` (n ≤ 32), least significant first.
+    #[inline]
+    fn put_bits(&mut self, v: u64, n: u32) {
+        self.acc |= (v & ((1 << n) - 1)) << self.acc_len;
+        self.acc_len += n;
+        if self.acc_len >= 32 {
+            self.bits.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.acc_len -= 32;
+        }
+    }
+    #[inline]
     fn put_bit(&mut self, bit: bool) {
-        if self.bit_count.is_multiple_of(8) {
-            self.bits.push(0);
-        }
-        if bit {
-            *self.bits.last_mut().expect("pushed above") |= 1 << (self.bit_count % 8);
-        }
-        self.bit_count += 1;
+        self.put_bits(u64::from(bit), 1);
+    }
+    #[cfg(test)]
+    fn bit_count(&self) -> usize {
+        self.bits.len() * 8 + self.acc_len as usize
     }
     /// A code: a bit saying whether it is zero (most are), then the varint of one that is not.
     fn put_code(&mut self, code: u64) {
@@ -287,9 +292,7 @@ impl Codec for Packer {
     }
     fn small(&mut self, v: &mut u8, bits: u32) {
         self.unrepresentable |= u32::from(*v) >> bits != 0;
-        for i in 0..bits {
-            self.put_bit(*v >> i & 1 != 0);
-        }
+        self.put_bits(u64::from(*v), bits);
     }
     fn seq(&mut self, v: &mut u32) {
         let choice = if *v == 0 {
@@ -327,8 +330,10 @@ impl Codec for Packer {
 /// a bug, which tests look for).
 pub(crate) struct Unpacker<'a> {
     bytes: &'a [u8],
+    /// Bits not yet loaded into `acc`.
     bits: &'a [u8],
-    bit_at: usize,
+    acc: u64,
+    acc_len: u32,
     times: Recent<u64>,
     packets: Recent<u64>,
     durations: Recent<u64>,
@@ -349,7 +354,8 @@ impl<'a> Unpacker<'a> {
         Unpacker {
             bytes,
             bits,
-            bit_at: 0,
+            acc: 0,
+            acc_len: 0,
             times: Recent::default(),
             packets: Recent::default(),
             durations: Recent::default(),
@@ -360,7 +366,7 @@ impl<'a> Unpacker<'a> {
 
     /// Whether everything was read, exactly.
     pub fn read_exactly(&self) -> bool {
-        !self.overrun && self.bytes.is_empty() && self.bit_at.div_ceil(8) == self.bits.len()
+        !self.overrun && self.bytes.is_empty() && self.bits.is_empty() && self.acc_len < 8
     }
 
     fn varint(&mut self) -> u64 {
@@ -382,16 +388,31 @@ impl<'a> Unpacker<'a> {
         }
     }
 
-    fn bit(&mut self) -> bool {
-        let bit = match self.bits.get(self.bit_at / 8) {
-            Some(byte) => byte >> (self.bit_at % 8) & 1 != 0,
-            None => {
-                self.overrun = true;
-                false
+    /// The next `n` bits (n ≤ 32), least significant first; zeros past the end.
+    #[inline]
+    fn take_bits(&mut self, n: u32) -> u64 {
+        if self.acc_len < n {
+            while self.acc_len <= 56 {
+                let Some((&b, rest)) = self.bits.split_first() else { break };
+                self.acc |= u64::from(b) << self.acc_len;
+                self.acc_len += 8;
+                self.bits = rest;
             }
-        };
-        self.bit_at += 1;
-        bit
+            if self.acc_len < n {
+                self.overrun = true;
+                let v = self.acc;
+                (self.acc, self.acc_len) = (0, 0);
+                return v;
+            }
+        }
+        let v = self.acc & ((1 << n) - 1);
+        self.acc >>= n;
+        self.acc_len -= n;
+        v
+    }
+    #[inline]
+    fn bit(&mut self) -> bool {
+        self.take_bits(1) != 0
     }
 
     fn code(&mut self) -> u64 {
@@ -403,11 +424,11 @@ impl<'a> Unpacker<'a> {
     }
 
     fn choice(&mut self) -> Choice {
-        match (self.bit(), self.bit()) {
-            (false, false) => Choice::Zero,
-            (false, true) => Choice::Recent(0),
-            (true, false) => Choice::Recent(1 + usize::from(self.bit()) + 2 * usize::from(self.bit())),
-            (true, true) => Choice::Difference(self.varint()),
+        match self.take_bits(2) {
+            0b00 => Choice::Zero,
+            0b10 => Choice::Recent(0),
+            0b01 => Choice::Recent(1 + self.take_bits(2) as usize),
+            _ => Choice::Difference(self.varint()),
         }
     }
 
@@ -455,10 +476,7 @@ impl Codec for Unpacker<'_> {
         *v = Unpacker::near(&mut self.durations, choice);
     }
     fn small(&mut self, v: &mut u8, bits: u32) {
-        *v = 0;
-        for i in 0..bits {
-            *v |= u8::from(self.bit()) << i;
-        }
+        *v = self.take_bits(bits) as u8;
     }
     fn seq(&mut self, v: &mut u32) {
         *v = match self.choice() {
@@ -546,7 +564,7 @@ mod tests {
     fn near_values_take_few_bytes() {
         let mut packer = Packer::default();
         packer.start(1_699_999_999_000_000_000);
-        let at = |p: &Packer| (p.bytes.len(), p.bit_count);
+        let at = |p: &Packer| (p.bytes.len(), p.bit_count());
         let (mut a, mut b, mut c) = (1_700_000_000_000_000_000u64, 1_700_000_000_000_000_000u64, 1_700_000_000_000_002_000u64);
         packer.time(&mut a);
         assert_eq!(at(&packer), (5, 2), "a first time a second after the base: two bits and 5 bytes");
