@@ -103,6 +103,31 @@ fn realistic_mix() -> Vec<Segment> {
         .collect()
 }
 
+/// 2,000 established connections that each exchange a request and its ACK every `gap_ns`, ten
+/// times: with gaps over a second each round meets every connection packed (the request unpacks
+/// it; a second later it is packed again), with gaps under a second never.
+fn rounds(gap_ns: u64) -> Vec<Segment> {
+    let mut frames = Vec::new();
+    for i in 0..2_000u32 {
+        let client = format!("198.18.{}.{}:{}", (i >> 8) & 0xff, i & 0xff, 30_000 + i % 30_000);
+        let mut c = Conversation::new(&client, "198.19.0.2:443", i.wrapping_mul(7_919), i.wrapping_mul(104_729));
+        let start = 1_700_000_000_000_000_000 + i as u64 * 100_000;
+        c.handshake(start, MS);
+        for round in 1..=10 {
+            let t = start + round * gap_ns;
+            c.client_data(t, 100);
+            c.server_ack(t + MS);
+        }
+        frames.extend(c.frames);
+    }
+    frames.sort_by_key(|(t, _)| *t);
+    frames
+        .iter()
+        .enumerate()
+        .filter_map(|(n, (t, f))| decode(LinkType::Ethernet, f, Timestamp(*t), n as u64 + 1, 0).ok())
+        .collect()
+}
+
 /// Each segment's flow number (in order of first appearance) and direction, and the flow count:
 /// the flow lookup done once, so the analysis-only benches measure the analysis alone.
 fn route(segments: &[Segment]) -> (Vec<(usize, Direction)>, usize) {
@@ -270,6 +295,33 @@ fn bench_engine(c: &mut Criterion) {
             started.elapsed() / keys.len() as u32
         })
     });
+    // Waking packed connections: the same segments, with rounds 1.5 s apart (every request
+    // unpacks its connection, every connection is packed again a second later) and 0.5 s apart
+    // (never packed). The difference per round trip, twice the per-segment difference, is what
+    // one pack and one unpack cost.
+    for (name, gap) in [("wake_packed_per_segment", 1_500 * MS), ("wake_unpacked_per_segment", 500 * MS)] {
+        let segments = rounds(gap);
+        let mut probe = Engine::new(EngineConfig::default());
+        for s in &segments {
+            probe.handle_segment(s);
+        }
+        eprintln!("{name}: {} segments, {} packings", segments.len(), probe.counters().connections_packed);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iterations {
+                    let mut engine = Engine::new(EngineConfig::default());
+                    let started = std::time::Instant::now();
+                    for s in &segments {
+                        engine.handle_segment(black_box(s));
+                    }
+                    total += started.elapsed();
+                    black_box(engine.output.events.len());
+                }
+                total / segments.len() as u32
+            })
+        });
+    }
     group.finish();
 }
 

@@ -156,7 +156,23 @@ impl Connection {
 
     /// The connection that [`Connection::pack`] packed with the same `time_base`.
     pub(crate) fn unpack(packed: &[u8], time_base: u64) -> Connection {
-        let mut conn = Connection {
+        let mut conn = Connection::blank();
+        conn.unpack_into(packed, time_base);
+        conn
+    }
+
+    /// Overwrites this connection with the one that [`Connection::pack`] packed (reusing its box).
+    pub(crate) fn unpack_into(&mut self, packed: &[u8], time_base: u64) {
+        *self = Connection::blank();
+        let mut unpacker = Unpacker::new(packed, time_base);
+        self.codec(&mut unpacker);
+        debug_assert!(unpacker.read_exactly(), "a packed connection reads back exactly");
+        self.flow_id = flow_id_of(&self.key, self.first_ts, self.first_packet, self.source_index);
+    }
+
+    /// An empty connection, to unpack into.
+    pub(crate) fn blank() -> Connection {
+        Connection {
             key: FlowKey::default(),
             orig_side: Side::Low,
             flow_id: 0,
@@ -171,12 +187,7 @@ impl Connection {
             analysis: SequenceAnalysis::new(),
             diagnostics: Diagnostics::new(),
             summary: FlowSummary::new(),
-        };
-        let mut unpacker = Unpacker::new(packed, time_base);
-        conn.codec(&mut unpacker);
-        debug_assert!(unpacker.read_exactly(), "a packed connection reads back exactly");
-        conn.flow_id = flow_id_of(&conn.key, conn.first_ts, conn.first_packet, conn.source_index);
-        conn
+        }
     }
 
     /// What the engine reads of a packed connection without unpacking it.

@@ -121,6 +121,10 @@ pub struct SegmentVerdict {
 /// are packed before their [`QUIET_AFTER_NS`] of quiet is up.
 const MAX_UNPACKED: usize = 32_768;
 
+/// Boxes of ended or packed connections kept for the next connection or unpacking, rather than
+/// freed and allocated again.
+const SPARE_BOXES: usize = 32;
+
 /// One place in the engine's table of connections.
 enum Slot {
     Free,
@@ -181,6 +185,8 @@ pub struct Engine {
     /// never packs).
     packing: bool,
     packer: Packer,
+    /// Connection boxes to reuse (at most [`SPARE_BOXES`]).
+    spare: Vec<Box<Connection>>,
     /// The time every packed connection's times are coded against: the packet time of the first
     /// packing, fixed from then on.
     time_base: Option<u64>,
@@ -206,6 +212,7 @@ impl Engine {
             unpacked: 0,
             packing: true,
             packer: Packer::default(),
+            spare: Vec::new(),
             time_base: None,
             generation: 0,
             counters: EngineCounters::default(),
@@ -410,7 +417,8 @@ impl Engine {
     /// be packed again once quiet; a timer packs it again itself.
     fn unpack_slot(&mut self, slot: u32, for_packet: bool) {
         if let Slot::Packed(packed) = &self.slots[slot as usize] {
-            let conn = Box::new(Connection::unpack(packed, self.time_base.unwrap_or(0)));
+            let mut conn = self.spare.pop().unwrap_or_else(|| Box::new(Connection::blank()));
+            conn.unpack_into(packed, self.time_base.unwrap_or(0));
             if for_packet {
                 let due = self.now.as_nanos().saturating_add(QUIET_AFTER_NS);
                 self.quiet_queue.push_back((due, slot, conn.generation()));
@@ -436,7 +444,9 @@ impl Engine {
         }
         let time_base = *self.time_base.get_or_insert(self.now.as_nanos());
         let Some(packed) = conn.pack(&mut self.packer, time_base) else { return false };
-        self.slots[slot as usize] = Slot::Packed(packed);
+        if let Slot::Full(conn) = std::mem::replace(&mut self.slots[slot as usize], Slot::Packed(packed)) {
+            self.recycle(conn);
+        }
         self.unpacked -= 1;
         self.counters.connections_packed += 1;
         true
@@ -484,7 +494,13 @@ impl Engine {
 
     fn insert(&mut self, key: FlowKey, hash: u64, seg: &Segment, side: crate::flow::Side) -> u32 {
         self.generation = self.generation.wrapping_add(1);
-        let conn = Box::new(Connection::new(key, seg, side, self.generation));
+        let conn = match self.spare.pop() {
+            Some(mut spare) => {
+                *spare = Connection::new(key, seg, side, self.generation);
+                spare
+            }
+            None => Box::new(Connection::new(key, seg, side, self.generation)),
+        };
         let deadline = conn.deadline(&self.config);
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -562,6 +578,13 @@ impl Engine {
         let config = self.config;
         let record = conn.finish(reason, &config, &mut self.output.events);
         self.output.flows.push(record);
+        self.recycle(conn);
+    }
+
+    fn recycle(&mut self, conn: Box<Connection>) {
+        if self.spare.len() < SPARE_BOXES {
+            self.spare.push(conn);
+        }
     }
 }
 
