@@ -144,17 +144,24 @@ fn route(segments: &[Segment]) -> (Vec<(usize, Direction)>, usize) {
     (routed, index.len())
 }
 
-/// `ENGINE_PASSES=N ENGINE_PART=engine|analysis|diagnostics` runs N plain passes and exits, for
+/// `ENGINE_PASSES=N ENGINE_PART=engine|analysis|diagnostics|wake_packed|wake_unpacked` runs N
+/// plain passes (the wake parts over their own segments) and exits, for
 /// `perf stat -e instructions` (instruction counts do not suffer from a loaded machine the way
 /// times do): instructions per segment = (count(N) − count(0)) / (N × segments).
 fn plain_passes(segments: &[Segment]) {
     let Some(passes) = std::env::var("ENGINE_PASSES").ok().and_then(|v| v.parse::<u32>().ok()) else { return };
     let part = std::env::var("ENGINE_PART").unwrap_or_else(|_| "engine".into());
+    let wake = match part.as_str() {
+        "wake_packed" => Some(rounds(1_500 * MS)),
+        "wake_unpacked" => Some(rounds(500 * MS)),
+        _ => None,
+    };
+    let segments = wake.as_deref().unwrap_or(segments);
     let (routed, flows) = route(segments);
     let mut events = 0usize;
     for _ in 0..passes {
         match part.as_str() {
-            "engine" => {
+            "engine" | "wake_packed" | "wake_unpacked" => {
                 let mut engine = Engine::new(EngineConfig::default());
                 for s in segments {
                     engine.handle_segment(s);
