@@ -181,6 +181,11 @@ pub struct LiveStats {
     pub segments_analysed: Option<u64>,
     /// Flows evicted because the flow table was full (known at the end).
     pub flows_evicted: Option<u64>,
+    /// Quiet connections packed, and of those packed early because more than `--max-unpacked`
+    /// were in working form (known at the end).
+    pub connections_packed: Option<u64>,
+    /// See `connections_packed`.
+    pub connections_packed_early: Option<u64>,
     /// Segments stamped earlier than the packet time their worker had reached, e.g. from a
     /// reader a few milliseconds behind another (known at the end; analysed all the same).
     pub segments_behind_packet_time: Option<u64>,
@@ -486,6 +491,8 @@ pub fn capture(config: &LiveConfig) -> Result<LiveReport, LiveError> {
     let mut stats = collect_readers(config, &reader_info, started, false);
     stats.segments_analysed = Some(report.workers.engine.segments);
     stats.flows_evicted = Some(report.workers.engine.flows_evicted);
+    stats.connections_packed = Some(report.workers.engine.connections_packed);
+    stats.connections_packed_early = Some(report.workers.engine.connections_packed_early);
     stats.segments_behind_packet_time = Some(report.workers.engine.time_went_backwards);
     stats.events = report.workers.events;
     stats.flows = report.workers.flows;

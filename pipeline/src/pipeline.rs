@@ -39,7 +39,7 @@ pub struct AnalyzeConfig {
     pub workers: usize,
     /// The `sensor` column.
     pub sensor: String,
-    /// Engine settings (its `max_flows` is the total, split across workers).
+    /// Engine settings (its `max_flows` and `max_unpacked` are totals, split across workers).
     pub engine: EngineConfig,
     /// Pin workers to cores.
     pub pin_workers: bool,
@@ -169,7 +169,7 @@ pub struct Backend {
 
 impl Backend {
     /// Starts `workers` workers (each pinned to its entry of `worker_cores`, if any) over `sink`.
-    /// `engine.max_flows` is the total, split across workers.
+    /// `engine.max_flows` and `engine.max_unpacked` are totals, split across workers.
     pub fn start(sink: ParquetSink, engine: EngineConfig, workers: usize, worker_cores: Vec<Option<core_affinity::CoreId>>) -> Backend {
         Backend::start_with_plugins(sink, engine, workers, worker_cores, None, OFFLINE_QUEUE_BATCHES)
     }
@@ -195,6 +195,7 @@ impl Backend {
         }
         let mut engine_config = engine;
         engine_config.max_flows = engine.max_flows.div_ceil(workers).max(1);
+        engine_config.max_unpacked = engine.max_unpacked.div_ceil(workers).max(1);
         let gauges = Arc::new(BackendGauges {
             active_flows: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             ..BackendGauges::default()

@@ -116,23 +116,25 @@ fn packing_changes_nothing_on_the_sample() {
 
 #[test]
 fn a_crowded_table_packs_early_and_still_changes_nothing() {
-    // 40,000 connections opened 50 µs apart: two seconds of traffic, so without the bound on
-    // unpacked connections 20,000 would be unpacked at once; with 40,000 more than the bound,
-    // the least recently active are packed before their second of quiet.
-    let segments: Vec<Segment> = scenarios::many_connections(40_000, 40_000)
+    // 4,000 connections opened 13 µs apart, each done in a few milliseconds and then lingering:
+    // all are in the table at once, well within a second, so only the bound on unpacked
+    // connections (500 here) gets any of them packed: the least recently active, early.
+    let segments: Vec<Segment> = scenarios::many_connections(4_000, 4_000)
         .iter()
         .enumerate()
         .map(|(n, (t, frame))| decode(LinkType::Ethernet, frame, Timestamp(*t), n as u64 + 1, 0).expect("decodes"))
         .collect();
-    let config = EngineConfig::default();
+    let config = EngineConfig { max_unpacked: 500, ..EngineConfig::default() };
     let (events, flows, _) = run(&segments, config, Packing::Never);
     let mut engine = Engine::new(config);
     for seg in &segments {
         engine.handle_segment(seg);
     }
+    let (_, packed_now) = engine.packed_bytes();
     engine.finish(CloseReason::EndOfInput);
     let counters = engine.counters();
-    assert!(counters.connections_packed_early > 5_000, "{counters:?}");
+    assert!(packed_now >= 3_000, "{packed_now} packed at the end of input, {counters:?}");
+    assert_eq!(counters.connections_packed_early, counters.connections_packed, "none had a second of quiet: {counters:?}");
     assert_eq!(engine.output.events, events);
     assert_eq!(engine.output.flows, flows);
 }

@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub attempt_timeout_ns: u64,
     /// Bound on concurrent flows in this engine; the longest-idle flow is evicted beyond it.
     pub max_flows: usize,
+    /// Connections kept in their working form (about 1 KiB each) at most: beyond this, the least
+    /// recently active are packed before their second of quiet is up (`compact`).
+    pub max_unpacked: usize,
     /// Bounds of the per-packet analysis.
     pub analysis: AnalysisLimits,
     /// Thresholds of the connection diagnostics.
@@ -57,6 +60,7 @@ impl Default for EngineConfig {
             close_linger_ns: 5 * crate::time::NANOS_PER_SEC,
             attempt_timeout_ns: 0,
             max_flows: 1_000_000,
+            max_unpacked: 32_768,
             analysis: AnalysisLimits::default(),
             diagnostics: DiagnosticsConfig::default(),
             verify_checksums: false,
@@ -116,10 +120,6 @@ pub struct SegmentVerdict {
     /// The per-packet analysis verdicts.
     pub analysis: analysis::PacketAnalysis,
 }
-
-/// Connections kept unpacked at most (about 1 KiB each): beyond this, the least recently active
-/// are packed before their [`QUIET_AFTER_NS`] of quiet is up.
-const MAX_UNPACKED: usize = 32_768;
 
 /// Boxes of ended or packed connections kept for the next connection or unpacking, rather than
 /// freed and allocated again.
@@ -185,7 +185,9 @@ pub struct Engine {
     /// never packs).
     packing: bool,
     packer: Packer,
-    /// Connection boxes to reuse (at most [`SPARE_BOXES`]).
+    /// Connection boxes to reuse (at most [`SPARE_BOXES`]): the boxes themselves are what is
+    /// kept, so the allocation moves back into a slot without a copy or a new one.
+    #[allow(clippy::vec_box)]
     spare: Vec<Box<Connection>>,
     /// The time every packed connection's times are coded against: the packet time of the first
     /// packing, fixed from then on.
@@ -390,10 +392,10 @@ impl Engine {
     }
 
     /// Packs the connections quiet for [`QUIET_AFTER_NS`], and while more than
-    /// [`MAX_UNPACKED`] are unpacked, the least recently active ones.
+    /// `max_unpacked` are unpacked, the least recently active ones.
     fn pack_quiet(&mut self, now: u64) {
         while let Some(&(due, slot, generation)) = self.quiet_queue.front() {
-            let crowded = self.unpacked > MAX_UNPACKED;
+            let crowded = self.unpacked > self.config.max_unpacked;
             if due > now && !crowded {
                 break;
             }
