@@ -70,6 +70,9 @@ enum Choice {
 
 /// What visits the fields of the connection state: a [`Packer`] or an [`Unpacker`].
 pub(crate) trait Codec {
+    /// Whether this codec overwrites what it visits (unpacking). Unpacking overwrites every
+    /// field, so a codec that visits only part of an array (the used part) clears the rest.
+    const READING: bool;
     /// An unsigned integer.
     fn u64(&mut self, v: &mut u64);
     /// A 32-bit value that is seldom small (an IPv4 address): four bytes.
@@ -269,6 +272,7 @@ impl Packer {
 }
 
 impl Codec for Packer {
+    const READING: bool = false;
     fn u64(&mut self, v: &mut u64) {
         self.put_code(*v);
     }
@@ -444,6 +448,7 @@ impl<'a> Unpacker<'a> {
 }
 
 impl Codec for Unpacker<'_> {
+    const READING: bool = true;
     fn u64(&mut self, v: &mut u64) {
         *v = self.code();
     }

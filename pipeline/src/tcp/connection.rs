@@ -161,9 +161,9 @@ impl Connection {
         conn
     }
 
-    /// Overwrites this connection with the one that [`Connection::pack`] packed (reusing its box).
+    /// Overwrites this connection with the one that [`Connection::pack`] packed, reusing its box
+    /// and whatever boxes and buffers it holds: the codec overwrites every field.
     pub(crate) fn unpack_into(&mut self, packed: &[u8], time_base: u64) {
-        *self = Connection::blank();
         let mut unpacker = Unpacker::new(packed, time_base);
         self.codec(&mut unpacker);
         debug_assert!(unpacker.read_exactly(), "a packed connection reads back exactly");

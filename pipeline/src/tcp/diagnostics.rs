@@ -57,11 +57,15 @@ struct Intervals {
 }
 
 impl Intervals {
-    fn codec(&mut self, c: &mut impl Codec) {
+    fn codec<C: Codec>(&mut self, c: &mut C) {
         let Intervals { len, micros } = self;
         c.u8(len);
         *len = (*len).min(MAX_INTERVALS as u8);
-        micros[..*len as usize].iter_mut().for_each(|m| c.u32(m));
+        let (used, unused) = micros.split_at_mut(*len as usize);
+        used.iter_mut().for_each(|m| c.u32(m));
+        if C::READING {
+            unused.fill(0);
+        }
     }
     fn push(&mut self, ns: u64) {
         if (self.len as usize) < MAX_INTERVALS {

@@ -83,7 +83,7 @@ impl RttSketch {
 
     /// Visits every field for packing (see [`crate::tcp::compact`]); the histogram as its
     /// non-empty buckets.
-    pub(crate) fn codec(&mut self, c: &mut impl crate::tcp::compact::Codec) {
+    pub(crate) fn codec<C: crate::tcp::compact::Codec>(&mut self, c: &mut C) {
         let RttSketch { count, sum_ns, min_ns, max_ns, spill } = self;
         c.u64(count);
         c.duration(sum_ns);
@@ -94,6 +94,9 @@ impl RttSketch {
             let Spill { exact, histogram } = &mut **spill;
             exact.iter_mut().for_each(|v| c.duration(v));
             c.option_with(histogram, || Box::new([0; BUCKETS]), |c, h| {
+                if C::READING {
+                    h.fill(0);
+                }
                 let mut used = h.iter().filter(|&&n| n != 0).count() as u64;
                 c.u64(&mut used);
                 let mut at = 0;
