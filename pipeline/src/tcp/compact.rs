@@ -3,19 +3,27 @@
 //! Most connections open on a busy link are idle at any moment, and an idle connection's state
 //! is mostly zeros, flags, and a handful of sequence numbers, packet numbers and packet times
 //! that equal or lie near one another. A connection with no packet for a second
-//! ([`QUIET_AFTER_NS`]) is packed into a byte string a fifth of its size; its next packet or
-//! timer unpacks it. Packing loses nothing: the unpacked connection is field for field the one
-//! that was packed, so output never depends on whether or when a connection was packed.
+//! ([`QUIET_AFTER_NS`]) is packed into a byte string (98 bytes for an established connection,
+//! against 944 in working form); its next packet or timer unpacks it. Packing loses nothing: the
+//! unpacked connection is field for field the one that was packed, so output never depends on
+//! whether or when a connection was packed.
 //!
 //! Each state type has one `codec` method that visits every field, in a fixed order, with a
 //! [`Codec`]: [`Packer`] writes what it visits, [`Unpacker`] overwrites it with what it reads. The
 //! same code does both, so the two cannot disagree, and each method destructures its struct
 //! whole, so a new field that is not visited fails to compile.
 //!
-//! Coding: integers are LEB128 varints; booleans are single bits, kept apart from the bytes.
-//! Packet times, packet numbers and sequence numbers are coded against the four most recent
-//! values of their kind in the same connection: an equal value takes one byte, a near one a
-//! small difference.
+//! Coding: the packed bytes are a varint (the length of the byte part), the byte part, then the
+//! bit part. Counts are a zero bit, or a one bit and a LEB128 varint. Booleans, enums and small
+//! flag sets are bits. Packet times, packet numbers, durations and sequence numbers are coded
+//! against the five most recent values of their kind in the same connection ([`Choice`]): two
+//! bits for zero or the most recent value, four for one of the other four, else two bits and
+//! the varint of a zigzag difference. Times start from an engine-wide base, so a connection's
+//! first time is a difference of seconds, not 2⁶⁰ nanoseconds.
+//!
+//! Cost: packing and unpacking one connection take about 8,000 instructions each (about 2 µs
+//! for both on this project's machine; `cargo bench -p tcpscope-benches --bench engine --
+//! wake_`), paid once per connection that goes quiet for a second and wakes again.
 
 use compact_str::CompactString;
 
