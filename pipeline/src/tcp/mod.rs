@@ -121,6 +121,10 @@ pub struct SegmentVerdict {
     pub analysis: analysis::PacketAnalysis,
 }
 
+/// A closed connection whose close linger ends within this much packet time is not packed for
+/// being quiet (only when the table is crowded): it would be unpacked again soon to be written.
+const CLOSED_ENDS_SOON_NS: u64 = 10 * crate::time::NANOS_PER_SEC;
+
 /// Boxes of ended or packed connections kept for the next connection or unpacking, rather than
 /// freed and allocated again.
 const SPARE_BOXES: usize = 32;
@@ -411,12 +415,22 @@ impl Engine {
             if conn.generation() != generation {
                 continue;
             }
-            let quiet_from = conn.last_ts().as_nanos().saturating_add(QUIET_AFTER_NS);
+            let last = conn.last_ts().as_nanos();
+            let quiet_from = last.saturating_add(QUIET_AFTER_NS);
             // Active since the entry was queued: queue it again for a second after its latest
             // packet (also when crowded, so the least recently active go first).
             if quiet_from > due && quiet_from > now {
                 self.quiet_queue.push_back((quiet_from, slot, generation));
-            } else if self.pack(slot) && quiet_from > now {
+                continue;
+            }
+            // Closed and ending within CLOSED_ENDS_SOON_NS (the close linger): packing it would
+            // only be undone to write its row, so unless the table is crowded it waits as it is
+            // and is looked at again a second later.
+            if !crowded && conn.is_closed() && last.saturating_add(self.config.close_linger_ns) <= now.saturating_add(CLOSED_ENDS_SOON_NS) {
+                self.quiet_queue.push_back((now.saturating_add(QUIET_AFTER_NS), slot, generation));
+                continue;
+            }
+            if self.pack(slot) && quiet_from > now {
                 self.counters.connections_packed_early += 1;
             }
         }
