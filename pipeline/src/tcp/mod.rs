@@ -317,7 +317,9 @@ impl Engine {
         let found = self.index.find(hash, |&s| slots[s as usize].has_key(&key, time_base)).copied();
         let slot = match found {
             Some(slot) => {
-                self.unpack_slot(slot, true);
+                if matches!(self.slots[slot as usize], Slot::Packed(_)) {
+                    self.unpack_slot(slot, true);
+                }
                 let conn = self.full(slot);
                 let dir = conn.direction_of(side);
                 if seg.flags.pure_syn() && conn.is_port_reuse(seg, dir) {
@@ -399,11 +401,16 @@ impl Engine {
                 }
             }
         }
-        self.pack_quiet(now);
+        // Checked here, inline: almost every packet finds nothing to pack.
+        let due = self.quiet_queue.front().is_some_and(|&(due, _, _)| due <= now);
+        if due || self.unpacked > self.config.max_unpacked {
+            self.pack_quiet(now);
+        }
     }
 
     /// Packs the connections quiet for [`QUIET_AFTER_NS`], and while more than
     /// `max_unpacked` are unpacked, the least recently active ones.
+    #[inline(never)]
     fn pack_quiet(&mut self, now: u64) {
         while let Some(&(due, slot, generation)) = self.quiet_queue.front() {
             let crowded = self.unpacked > self.config.max_unpacked;
@@ -438,6 +445,7 @@ impl Engine {
 
     /// The connection in `slot`, unpacked if it was packed. A packet (`for_packet`) queues it to
     /// be packed again once quiet; a timer packs it again itself.
+    #[inline(never)]
     fn unpack_slot(&mut self, slot: u32, for_packet: bool) {
         if let Slot::Packed(packed) = &self.slots[slot as usize] {
             let mut conn = self.spare.pop().unwrap_or_else(|| Box::new(Connection::blank()));
@@ -452,6 +460,7 @@ impl Engine {
         }
     }
 
+    #[inline]
     fn full(&mut self, slot: u32) -> &mut Connection {
         match &mut self.slots[slot as usize] {
             Slot::Full(conn) => conn,
