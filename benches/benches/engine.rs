@@ -88,6 +88,16 @@ fn connection(index: u32, start: u64, rng: &mut Rng) -> Vec<(u64, Vec<u8>)> {
     c.frames
 }
 
+/// Frames sorted by time and decoded once, numbered from 1.
+fn decoded(mut frames: Vec<(u64, Vec<u8>)>) -> Vec<Segment> {
+    frames.sort_by_key(|(t, _)| *t);
+    frames
+        .iter()
+        .enumerate()
+        .filter_map(|(n, (t, f))| decode(LinkType::Ethernet, f, Timestamp(*t), n as u64 + 1, 0).ok())
+        .collect()
+}
+
 /// About 200,000 segments from 2,000 connections started 0.5 ms apart, in time order.
 fn realistic_mix() -> Vec<Segment> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -95,12 +105,7 @@ fn realistic_mix() -> Vec<Segment> {
     for i in 0..2_000u32 {
         frames.extend(connection(i, 1_700_000_000_000_000_000 + i as u64 * MS / 2, &mut rng));
     }
-    frames.sort_by_key(|(t, _)| *t);
-    frames
-        .iter()
-        .enumerate()
-        .filter_map(|(n, (t, f))| decode(LinkType::Ethernet, f, Timestamp(*t), n as u64 + 1, 0).ok())
-        .collect()
+    decoded(frames)
 }
 
 /// 2,000 established connections that each exchange a request and its ACK every `gap_ns`, ten
@@ -120,12 +125,7 @@ fn rounds(gap_ns: u64) -> Vec<Segment> {
         }
         frames.extend(c.frames);
     }
-    frames.sort_by_key(|(t, _)| *t);
-    frames
-        .iter()
-        .enumerate()
-        .filter_map(|(n, (t, f))| decode(LinkType::Ethernet, f, Timestamp(*t), n as u64 + 1, 0).ok())
-        .collect()
+    decoded(frames)
 }
 
 /// Each segment's flow number (in order of first appearance) and direction, and the flow count:

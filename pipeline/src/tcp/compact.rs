@@ -56,6 +56,22 @@ impl<T: Copy + Default + PartialEq> Recent<T> {
     }
 }
 
+/// The recent values of each kind, as packing and unpacking one connection go along.
+#[derive(Clone, Copy, Default)]
+struct Recents {
+    times: Recent<u64>,
+    packets: Recent<u64>,
+    durations: Recent<u64>,
+    seqs: Recent<u32>,
+}
+
+impl Recents {
+    /// At the start of a connection: times are coded against `time_base` first.
+    fn new(time_base: u64) -> Self {
+        Recents { times: Recent::with_first(time_base), ..Recents::default() }
+    }
+}
+
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -182,12 +198,9 @@ pub(crate) struct Packer {
     bits: Vec<u8>,
     acc: u64,
     acc_len: u32,
-    times: Recent<u64>,
-    packets: Recent<u64>,
-    durations: Recent<u64>,
-    seqs: Recent<u32>,
-    /// A value this coding cannot represent was visited (a time beyond 2⁶³ ns, a text longer
-    /// than its bound): the connection stays unpacked.
+    recent: Recents,
+    /// A value this coding cannot represent was visited (a text longer than its bound, a small
+    /// value wider than its bits): the connection stays unpacked.
     unrepresentable: bool,
 }
 
@@ -199,10 +212,7 @@ impl Packer {
         self.bits.clear();
         self.acc = 0;
         self.acc_len = 0;
-        self.times = Recent::with_first(time_base);
-        self.packets = Recent::default();
-        self.durations = Recent::default();
-        self.seqs = Recent::default();
+        self.recent = Recents::new(time_base);
         self.unrepresentable = false;
     }
 
@@ -291,15 +301,15 @@ impl Codec for Packer {
         self.put_bit(*v);
     }
     fn time(&mut self, v: &mut u64) {
-        let choice = Packer::near(&mut self.times, *v);
+        let choice = Packer::near(&mut self.recent.times, *v);
         self.put_choice(choice);
     }
     fn packet(&mut self, v: &mut u64) {
-        let choice = Packer::near(&mut self.packets, *v);
+        let choice = Packer::near(&mut self.recent.packets, *v);
         self.put_choice(choice);
     }
     fn duration(&mut self, v: &mut u64) {
-        let choice = Packer::near(&mut self.durations, *v);
+        let choice = Packer::near(&mut self.recent.durations, *v);
         self.put_choice(choice);
     }
     fn small(&mut self, v: &mut u8, bits: u32) {
@@ -310,17 +320,17 @@ impl Codec for Packer {
         let choice = if *v == 0 {
             Choice::Zero
         } else {
-            let choice = match self.seqs.position(*v) {
+            let choice = match self.recent.seqs.position(*v) {
                 Some(i) => Choice::Recent(i),
                 None => {
                     let (i, diff) = (0..RECENT)
-                        .map(|i| (i, zigzag(i64::from(v.wrapping_sub(self.seqs.values[i]) as i32))))
+                        .map(|i| (i, zigzag(i64::from(v.wrapping_sub(self.recent.seqs.values[i]) as i32))))
                         .min_by_key(|&(_, d)| d)
                         .expect("recent values");
                     Choice::Difference(diff * 8 + i as u64)
                 }
             };
-            self.seqs.touch(*v);
+            self.recent.seqs.touch(*v);
             choice
         };
         self.put_choice(choice);
@@ -346,10 +356,7 @@ pub(crate) struct Unpacker<'a> {
     bits: &'a [u8],
     acc: u64,
     acc_len: u32,
-    times: Recent<u64>,
-    packets: Recent<u64>,
-    durations: Recent<u64>,
-    seqs: Recent<u32>,
+    recent: Recents,
     overrun: bool,
 }
 
@@ -359,7 +366,7 @@ impl<'a> Unpacker<'a> {
         let mut head = Unpacker::over(packed, &[]);
         let len = (head.varint() as usize).min(head.bytes.len());
         let (bytes, bits) = head.bytes.split_at(len);
-        Unpacker { bytes, bits, overrun: head.overrun, times: Recent::with_first(time_base), ..Unpacker::over(&[], &[]) }
+        Unpacker { bytes, bits, overrun: head.overrun, recent: Recents::new(time_base), ..Unpacker::over(&[], &[]) }
     }
 
     fn over(bytes: &'a [u8], bits: &'a [u8]) -> Self {
@@ -368,10 +375,7 @@ impl<'a> Unpacker<'a> {
             bits,
             acc: 0,
             acc_len: 0,
-            times: Recent::default(),
-            packets: Recent::default(),
-            durations: Recent::default(),
-            seqs: Recent::default(),
+            recent: Recents::default(),
             overrun: false,
         }
     }
@@ -478,15 +482,15 @@ impl Codec for Unpacker<'_> {
     }
     fn time(&mut self, v: &mut u64) {
         let choice = self.choice();
-        *v = Unpacker::near(&mut self.times, choice);
+        *v = Unpacker::near(&mut self.recent.times, choice);
     }
     fn packet(&mut self, v: &mut u64) {
         let choice = self.choice();
-        *v = Unpacker::near(&mut self.packets, choice);
+        *v = Unpacker::near(&mut self.recent.packets, choice);
     }
     fn duration(&mut self, v: &mut u64) {
         let choice = self.choice();
-        *v = Unpacker::near(&mut self.durations, choice);
+        *v = Unpacker::near(&mut self.recent.durations, choice);
     }
     fn small(&mut self, v: &mut u8, bits: u32) {
         *v = self.take_bits(bits) as u8;
@@ -494,10 +498,10 @@ impl Codec for Unpacker<'_> {
     fn seq(&mut self, v: &mut u32) {
         *v = match self.choice() {
             Choice::Zero => return *v = 0,
-            Choice::Recent(i) => self.seqs.values[i],
-            Choice::Difference(d) => self.seqs.values[(d % 8) as usize % RECENT].wrapping_add(unzigzag(d / 8) as u32),
+            Choice::Recent(i) => self.recent.seqs.values[i],
+            Choice::Difference(d) => self.recent.seqs.values[(d % 8) as usize % RECENT].wrapping_add(unzigzag(d / 8) as u32),
         };
-        self.seqs.touch(*v);
+        self.recent.seqs.touch(*v);
     }
     fn text(&mut self, v: &mut CompactString, max: usize) {
         let len = self.code() as usize;
