@@ -103,6 +103,7 @@ impl Connection {
 
     /// Visits every field for packing (see [`super::compact`]). The flow id is not packed: it is
     /// computed again from the key and the first packet.
+    #[inline(always)]
     fn codec(&mut self, c: &mut impl Codec) {
         let Connection {
             key,
@@ -149,9 +150,13 @@ impl Connection {
     /// given back first.
     pub(crate) fn pack(&mut self, packer: &mut Packer, time_base: u64) -> Option<Box<[u8]>> {
         self.analysis.release_idle_buffers();
-        packer.start(time_base);
-        self.codec(packer);
-        packer.finish()
+        // Packed through a local copy, which the optimiser can keep in registers.
+        let mut local = std::mem::take(packer);
+        local.start(time_base);
+        self.codec(&mut local);
+        let packed = local.finish();
+        *packer = local;
+        packed
     }
 
     /// The connection that [`Connection::pack`] packed with the same `time_base`.
