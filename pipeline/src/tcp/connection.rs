@@ -92,8 +92,15 @@ impl Connection {
     }
 
     /// Visits the fields the engine reads without unpacking, first in the packed form.
-    fn codec_header(c: &mut impl Codec, h: &mut PackedHeader) {
-        let PackedHeader { key, generation, first_ts, first_packet, last_ts } = h;
+    #[inline(always)]
+    fn codec_header(
+        c: &mut impl Codec,
+        key: &mut FlowKey,
+        generation: &mut u32,
+        first_ts: &mut Timestamp,
+        first_packet: &mut u64,
+        last_ts: &mut Timestamp,
+    ) {
         key.codec(c);
         c.u32(generation);
         c.time(&mut first_ts.0);
@@ -121,16 +128,7 @@ impl Connection {
             diagnostics,
             summary,
         } = self;
-        let mut header = PackedHeader {
-            key: *key,
-            generation: *generation,
-            first_ts: *first_ts,
-            first_packet: *first_packet,
-            last_ts: *last_ts,
-        };
-        Connection::codec_header(c, &mut header);
-        (*key, *generation, *first_ts, *first_packet, *last_ts) =
-            (header.key, header.generation, header.first_ts, header.first_packet, header.last_ts);
+        Connection::codec_header(c, key, generation, first_ts, first_packet, last_ts);
         c.u32(source_index);
         let mut orig_high = *orig_side == Side::High;
         c.bool(&mut orig_high);
@@ -157,13 +155,6 @@ impl Connection {
         let packed = local.finish();
         *packer = local;
         packed
-    }
-
-    /// The connection that [`Connection::pack`] packed with the same `time_base`.
-    pub(crate) fn unpack(packed: &[u8], time_base: u64) -> Connection {
-        let mut conn = Connection::blank();
-        conn.unpack_into(packed, time_base);
-        conn
     }
 
     /// Overwrites this connection with the one that [`Connection::pack`] packed, reusing its box
@@ -197,9 +188,10 @@ impl Connection {
 
     /// What the engine reads of a packed connection without unpacking it.
     pub(crate) fn packed_header(packed: &[u8], time_base: u64) -> PackedHeader {
-        let mut header = PackedHeader::default();
-        Connection::codec_header(&mut Unpacker::new(packed, time_base), &mut header);
-        header
+        let mut h = PackedHeader::default();
+        let c = &mut Unpacker::new(packed, time_base);
+        Connection::codec_header(c, &mut h.key, &mut h.generation, &mut h.first_ts, &mut h.first_packet, &mut h.last_ts);
+        h
     }
 
     /// The same fields of this connection.

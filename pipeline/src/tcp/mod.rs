@@ -254,22 +254,19 @@ impl Engine {
     pub fn pack_all_checked(&mut self) -> Result<usize, String> {
         let mut packed_now = 0;
         let time_base = *self.time_base.get_or_insert(self.now.as_nanos());
-        for at in 0..self.slots.len() {
-            let Slot::Full(conn) = &mut self.slots[at] else { continue };
+        for slot in 0..self.slots.len() as u32 {
+            let Slot::Full(conn) = &mut self.slots[slot as usize] else { continue };
             let Some(packed) = conn.pack(&mut self.packer, time_base) else { continue };
+            let before = format!("{conn:#?}");
             // Unpacked into a box that held another connection, as production does, so a
             // field the codec failed to overwrite shows.
-            let mut check = self.spare.pop().unwrap_or_else(|| Box::new(Connection::blank()));
-            check.unpack_into(&packed, time_base);
-            let (before, after) = (format!("{conn:#?}"), format!("{check:#?}"));
+            let check = self.unpack_boxed(&packed);
+            let after = format!("{check:#?}");
+            self.recycle(check);
             if before != after {
                 return Err(format!("packed:\n{before}\nunpacked:\n{after}"));
             }
-            self.recycle(check);
-            if let Slot::Full(conn) = std::mem::replace(&mut self.slots[at], Slot::Packed(packed)) {
-                self.recycle(conn);
-            }
-            self.unpacked -= 1;
+            self.store_packed(slot, packed);
             packed_now += 1;
         }
         Ok(packed_now)
@@ -289,7 +286,6 @@ impl Engine {
             _ => (bytes, n),
         })
     }
-
 
     /// Handles one segment.
     pub fn handle_segment(&mut self, seg: &Segment) {
@@ -313,7 +309,7 @@ impl Engine {
         self.advance_time(seg.ts);
         let (key, side) = FlowKey::of(seg);
         let hash = self.hasher.hash_one(key);
-        let (slots, time_base) = (&self.slots, self.time_base.unwrap_or(0));
+        let (slots, time_base) = (&self.slots, self.time_base());
         let found = self.index.find(hash, |&s| slots[s as usize].has_key(&key, time_base)).copied();
         let slot = match found {
             Some(slot) => {
@@ -375,7 +371,7 @@ impl Engine {
             }
             self.timers.pop();
             let config = self.config;
-            if self.slots[slot as usize].header(self.time_base.unwrap_or(0)).is_none_or(|h| h.generation != generation) {
+            if self.slots[slot as usize].header(self.time_base()).is_none_or(|h| h.generation != generation) {
                 continue;
             }
             let was_packed = matches!(self.slots[slot as usize], Slot::Packed(_));
@@ -447,17 +443,31 @@ impl Engine {
     /// be packed again once quiet; a timer packs it again itself.
     #[inline(never)]
     fn unpack_slot(&mut self, slot: u32, for_packet: bool) {
-        if let Slot::Packed(packed) = &self.slots[slot as usize] {
-            let mut conn = self.spare.pop().unwrap_or_else(|| Box::new(Connection::blank()));
-            conn.unpack_into(packed, self.time_base.unwrap_or(0));
-            if for_packet {
-                let due = self.now.as_nanos().saturating_add(QUIET_AFTER_NS);
-                self.quiet_queue.push_back((due, slot, conn.generation()));
-            }
-            self.slots[slot as usize] = Slot::Full(conn);
-            self.unpacked += 1;
-            self.counters.connections_unpacked += 1;
+        if !matches!(self.slots[slot as usize], Slot::Packed(_)) {
+            return;
         }
+        let Slot::Packed(packed) = std::mem::replace(&mut self.slots[slot as usize], Slot::Free) else { unreachable!("checked above") };
+        let conn = self.unpack_boxed(&packed);
+        if for_packet {
+            let due = self.now.as_nanos().saturating_add(QUIET_AFTER_NS);
+            self.quiet_queue.push_back((due, slot, conn.generation()));
+        }
+        self.slots[slot as usize] = Slot::Full(conn);
+        self.unpacked += 1;
+        self.counters.connections_unpacked += 1;
+    }
+
+    /// A packed connection unpacked into a spare box (or a new one).
+    fn unpack_boxed(&mut self, packed: &[u8]) -> Box<Connection> {
+        let mut conn = self.spare.pop().unwrap_or_else(|| Box::new(Connection::blank()));
+        conn.unpack_into(packed, self.time_base());
+        conn
+    }
+
+    /// The time packed connections are coded against (see `time_base`; 0 before any packing,
+    /// when there is nothing packed to read).
+    fn time_base(&self) -> u64 {
+        self.time_base.unwrap_or(0)
     }
 
     #[inline]
@@ -476,12 +486,17 @@ impl Engine {
         }
         let time_base = *self.time_base.get_or_insert(self.now.as_nanos());
         let Some(packed) = conn.pack(&mut self.packer, time_base) else { return false };
+        self.store_packed(slot, packed);
+        true
+    }
+
+    /// Puts `packed` in place of the unpacked connection in `slot`, whose box is kept to reuse.
+    fn store_packed(&mut self, slot: u32, packed: Box<[u8]>) {
         if let Slot::Full(conn) = std::mem::replace(&mut self.slots[slot as usize], Slot::Packed(packed)) {
             self.recycle(conn);
         }
         self.unpacked -= 1;
         self.counters.connections_packed += 1;
-        true
     }
 
     /// Ends every open flow (`close_reason` = `reason`, e.g. end of input or shutdown), in the
@@ -502,7 +517,7 @@ impl Engine {
         self.free_slots = Vec::new();
         self.unpacked = 0;
         let mut slots = std::mem::take(&mut self.slots);
-        let time_base = self.time_base.unwrap_or(0);
+        let time_base = self.time_base();
         let mut open: Vec<(Timestamp, u64, u32)> = slots
             .iter()
             .enumerate()
@@ -512,7 +527,7 @@ impl Engine {
         for (_, _, slot) in open {
             let conn = match std::mem::replace(&mut slots[slot as usize], Slot::Free) {
                 Slot::Full(conn) => conn,
-                Slot::Packed(packed) => Box::new(Connection::unpack(&packed, time_base)),
+                Slot::Packed(packed) => self.unpack_boxed(&packed),
                 Slot::Free => continue,
             };
             let reason = conn.natural_close_reason().unwrap_or(reason);
@@ -544,7 +559,7 @@ impl Engine {
                 (self.slots.len() - 1) as u32
             }
         };
-        let (slots, hasher, time_base) = (&self.slots, &self.hasher, self.time_base.unwrap_or(0));
+        let (slots, hasher, time_base) = (&self.slots, &self.hasher, self.time_base());
         self.index.insert_unique(hash, slot, |&s| hasher.hash_one(slots[s as usize].key(time_base)));
         self.timers.push(Reverse((deadline.as_nanos(), slot, self.generation)));
         let quiet_from = seg.ts.as_nanos().max(self.now.as_nanos()).saturating_add(QUIET_AFTER_NS);
@@ -563,7 +578,7 @@ impl Engine {
                 self.unpacked -= 1;
                 conn
             }
-            Slot::Packed(packed) => Box::new(Connection::unpack(&packed, self.time_base.unwrap_or(0))),
+            Slot::Packed(packed) => self.unpack_boxed(&packed),
             Slot::Free => unreachable!("removing a free slot"),
         };
         if let Ok(entry) = self.index.find_entry(self.hasher.hash_one(conn.key()), |&s| s == slot) {
@@ -575,7 +590,7 @@ impl Engine {
 
     /// Ends the flow whose last packet is the oldest (`close_reason = evicted`).
     fn evict_one(&mut self) {
-        let time_base = self.time_base.unwrap_or(0);
+        let time_base = self.time_base();
         let live = self.index.len();
         let rebuild = self.idle_order.as_ref().is_none_or(|h| h.len() > 2 * live + 64);
         if rebuild {
